@@ -1,0 +1,104 @@
+#include "lipcert/lp.hpp"
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+// The C API: highsbox's libhighs.so is built with the pre-C++11 std::string ABI, so its C++ classes
+// cannot be called from code built with the default ABI; the C API is ABI-neutral.
+#include "interfaces/highs_c_api.h"
+
+namespace lipcert {
+
+namespace {
+
+constexpr double kMaxRadius = 1e6;
+
+class HighsHandle {
+ public:
+  HighsHandle() : highs_(Highs_create()) {
+    if (!highs_) throw std::runtime_error("HiGHS: could not create a solver instance");
+    Highs_setBoolOptionValue(highs_, "output_flag", 0);
+  }
+  ~HighsHandle() { Highs_destroy(highs_); }
+  HighsHandle(const HighsHandle&) = delete;
+  HighsHandle& operator=(const HighsHandle&) = delete;
+  void* get() const { return highs_; }
+
+ private:
+  void* highs_;
+};
+
+}  // namespace
+
+std::string highs_version() { return Highs_version(); }
+
+double chebyshev_radius(const Eigen::Ref<const Eigen::MatrixXd>& a, const Eigen::Ref<const Eigen::VectorXd>& b,
+                        const Eigen::Ref<const Eigen::VectorXd>& lower, const Eigen::Ref<const Eigen::VectorXd>& upper,
+                        Eigen::VectorXd* center) {
+  const Eigen::Index m = a.rows(), n = a.cols();
+  if (b.size() != m || lower.size() != n || upper.size() != n)
+    throw std::invalid_argument("chebyshev_radius: inconsistent dimensions");
+  const double inf = std::numeric_limits<double>::infinity();
+  // Variables (x, r); rows: a_i x + ||a_i|| r <= b_i, and x_j +- r within the finite box faces.
+  std::vector<double> cost(n + 1, 0.0), col_lower(n + 1, -inf), col_upper(n + 1, inf);
+  cost[n] = 1.0;
+  col_lower[n] = 0.0;
+  col_upper[n] = kMaxRadius;  // keeps unbounded regions from making the LP unbounded
+  std::vector<std::vector<std::pair<HighsInt, double>>> columns(n + 1);
+  std::vector<double> row_lower, row_upper;
+  HighsInt row = 0;
+  auto add_row = [&](double rhs) {
+    row_lower.push_back(-inf);
+    row_upper.push_back(rhs);
+    ++row;
+  };
+  for (Eigen::Index i = 0; i < m; ++i) {
+    for (Eigen::Index j = 0; j < n; ++j)
+      if (a(i, j) != 0.0) columns[j].push_back({row, a(i, j)});
+    columns[n].push_back({row, a.row(i).norm()});
+    add_row(b(i));
+  }
+  for (Eigen::Index j = 0; j < n; ++j) {
+    if (std::isfinite(upper(j))) {
+      columns[j].push_back({row, 1.0});
+      columns[n].push_back({row, 1.0});
+      add_row(upper(j));
+    }
+    if (std::isfinite(lower(j))) {
+      columns[j].push_back({row, -1.0});
+      columns[n].push_back({row, 1.0});
+      add_row(-lower(j));
+    }
+  }
+  std::vector<HighsInt> start{0}, index;
+  std::vector<double> value;
+  for (const auto& col : columns) {
+    for (const auto& [r, v] : col) {
+      index.push_back(r);
+      value.push_back(v);
+    }
+    start.push_back(static_cast<HighsInt>(index.size()));
+  }
+
+  HighsHandle highs;
+  const HighsInt status = Highs_passLp(highs.get(), static_cast<HighsInt>(n + 1), row,
+                                       static_cast<HighsInt>(index.size()), kHighsMatrixFormatColwise,
+                                       kHighsObjSenseMaximize, 0.0, cost.data(), col_lower.data(), col_upper.data(),
+                                       row_lower.data(), row_upper.data(), start.data(), index.data(), value.data());
+  if (status != kHighsStatusOk) throw std::runtime_error("chebyshev_radius: HiGHS rejected the LP");
+  Highs_run(highs.get());
+  const HighsInt model_status = Highs_getModelStatus(highs.get());
+  if (model_status == kHighsModelStatusInfeasible) return -1.0;
+  if (model_status != kHighsModelStatusOptimal) throw std::runtime_error("chebyshev_radius: HiGHS did not solve the LP");
+  std::vector<double> x(n + 1), row_value(row);
+  Highs_getSolution(highs.get(), x.data(), nullptr, row_value.data(), nullptr);
+  if (center) {
+    center->resize(n);
+    for (Eigen::Index j = 0; j < n; ++j) (*center)(j) = x[j];
+  }
+  return x[n];
+}
+
+}  // namespace lipcert

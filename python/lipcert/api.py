@@ -1,0 +1,83 @@
+"""`lipschitz`: one entry point for every bound method."""
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+
+from ._cuda_loader import cuda_available
+from .bound import Bound
+from .domain import check_domain
+from .errors import LipcertError
+from .methods.autolip import autolip_bound
+from .methods.lower import lower_bound
+from .methods.naive import naive_bound
+from .network import Network
+from .norms import parse_norm
+
+logger = logging.getLogger("lipcert")
+
+UPPER_METHODS = {"naive": naive_bound, "autolip": autolip_bound}
+PLANNED_METHODS = ("seqlip", "sdp", "bab")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=None, tol: float = 1e-3,
+              time_limit: float | None = None, device: str = "auto", seed: int = 0) -> Bound:
+    """Bounds the Lipschitz constant of `net` (or of x -> output @ net(x)) on `domain`.
+
+    method: "naive", "autolip" or "auto" (the tightest of those). norm: p or (p_in, p_out) with p in
+    {1, 2, inf}. domain: None (all of R^n), Box or Ball: upper bounds are global and so hold on any
+    domain; the lower bound's witness lies in the domain.
+    """
+    if not isinstance(net, Network):
+        raise TypeError(f"net must be a lipcert.Network, not {type(net).__name__}")
+    p_in, p_out = parse_norm(norm)
+    if not isinstance(method, str):
+        raise TypeError("method must be a string")
+    if method in PLANNED_METHODS:
+        raise NotImplementedError(f"method {method!r} is not implemented in this version; use one of "
+                                  f"{', '.join(sorted(UPPER_METHODS))} or 'auto'")
+    if method != "auto" and method not in UPPER_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from auto, {', '.join(sorted(UPPER_METHODS))}")
+    if not (isinstance(tol, (int, float)) and tol >= 0 and math.isfinite(tol)):
+        raise ValueError("tol must be a finite number >= 0")
+    if time_limit is not None and not (time_limit > 0):
+        raise ValueError("time_limit must be positive (seconds) or None")
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}")
+    if device == "cuda" and not cuda_available():
+        raise LipcertError("device='cuda' was asked for but no CUDA device is available "
+                           "(lipcert.cuda_available() is False)")
+    use_cuda = device == "cuda"
+    if output is not None:
+        net = net.with_output(output)
+    domain = check_domain(domain, net.input_size)
+
+    start = time.perf_counter()
+    names = sorted(UPPER_METHODS) if method == "auto" else [method]
+    results = {}
+    for name in names:
+        t0 = time.perf_counter()
+        if name == "autolip":
+            upper, certified, stats = autolip_bound(net, p_in, p_out, use_cuda=use_cuda, seed=seed)
+        else:
+            upper, certified, stats = UPPER_METHODS[name](net, p_in, p_out)
+        stats["time_s"] = time.perf_counter() - t0
+        results[name] = (upper, certified, stats)
+    chosen = min(results, key=lambda n: (not results[n][1], results[n][0]))
+    upper, certified, stats = results[chosen]
+    if method == "auto":
+        stats = dict(stats, candidates={n: r[0] for n, r in results.items()})
+
+    budget = 10.0 if time_limit is None else max(0.1, time_limit - (time.perf_counter() - start))
+    lower, witness, lower_stats = lower_bound(net, p_in, p_out, domain, seed=seed, time_budget=budget)
+    stats["lower_search"] = lower_stats
+    if lower > upper and certified:
+        raise LipcertError(f"internal error: certified lower bound {lower!r} exceeds certified upper bound {upper!r}")
+    exact = bool(certified and (upper - lower) <= tol * upper)
+    witness_out = None if witness is None else np.asarray(witness).reshape(net.input_shape)
+    return Bound(upper=float(upper), lower=float(lower), certified=bool(certified), exact=exact, method=chosen,
+                 norm=(p_in, p_out), time_s=time.perf_counter() - start, witness=witness_out, stats=stats)

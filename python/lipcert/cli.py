@@ -1,0 +1,98 @@
+"""The `lipcert` command line: results on stdout, diagnostics on stderr, one-line errors."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from importlib import resources
+
+from .api import lipschitz
+from .errors import LipcertError
+from .io import load
+from .norms import norm_label, parse_norm
+
+DEMO_NETWORKS = (
+    ("lipsdp_random_2-10-30-20-2.npz", "LipSDP random 2-10-30-20-2 (ReLU)"),
+    ("demo_cnn_1x12x12.npz", "CNN conv4-conv8-pool-fc10 (random, LeakyReLU)"),
+)
+
+
+def _norm_arg(text: str):
+    parts = text.split(",")
+    return parse_norm(tuple(parts) if len(parts) == 2 else parts[0])
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", default="auto", help="naive, autolip or auto (default: auto)")
+    p.add_argument("--norm", default="2", type=_norm_arg, help="p or p_in,p_out with p in {1, 2, inf} (default 2)")
+    p.add_argument("--tol", default=1e-3, type=float, help="relative gap at which a result counts as exact")
+    p.add_argument("--time-limit", default=None, type=float, help="seconds")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def _cmd_bound(args) -> int:
+    net = load(args.model)
+    bound = lipschitz(net, method=args.method, norm=args.norm, tol=args.tol, time_limit=args.time_limit,
+                      device=args.device)
+    if args.json:
+        print(json.dumps(bound.to_dict()))
+    else:
+        print(bound)
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    rows = []
+    for filename, title in DEMO_NETWORKS:
+        with resources.as_file(resources.files("lipcert") / "data" / filename) as path:
+            net = load(path)
+        for method in ("naive", "autolip"):
+            b = lipschitz(net, method=method, norm=2)
+            rows.append((title, method, b.lower, b.upper, b.certified, b.stats.get("time_s", b.time_s), b.time_s))
+    if args.json:
+        print(json.dumps([dict(zip(("network", "method", "lower", "upper", "certified", "upper_time_s", "total_time_s"),
+                                   r)) for r in rows]))
+        return 0
+    header = f"{'network':<48} {'method':<8} {'lower':>10} {'upper':>10} {'cert.':>5} {'upper s':>8} {'total s':>8}"
+    print(header)
+    print("-" * len(header))
+    for title, method, lo, up, cert, t_up, t_all in rows:
+        print(f"{title:<48} {method:<8} {lo:>10.4f} {up:>10.4f} {'yes' if cert else 'no':>5} {t_up:>8.3f} {t_all:>8.3f}")
+    print("\nlower: ||J(x)||_2 at a certified witness point; upper: certified bound (l2 -> l2).")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lipcert", description="Certified Lipschitz constants of neural networks")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics on stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("bound", help="global Lipschitz bounds of a model (.npz, .onnx, .mat)")
+    p.add_argument("model")
+    _add_common(p)
+    p.set_defaults(run=_cmd_bound)
+    p = sub.add_parser("demo", help="bounds on the networks shipped with lipcert")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_cmd_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="lipcert: %(message)s")
+    try:
+        return args.run(args)
+    except (LipcertError, ValueError, TypeError, FileNotFoundError, NotImplementedError, ImportError) as e:
+        print(f"lipcert: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lipcert: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

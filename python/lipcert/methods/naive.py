@@ -1,0 +1,47 @@
+"""`naive`: the product of exact (certified) operator norms of the layers.
+
+Hidden layers are measured p_in -> p_in; the last affine layer maps p_in -> p_out, so the product
+bounds ||f(x) - f(y)||_{p_out} / ||x - y||_{p_in}.
+"""
+from __future__ import annotations
+
+import math
+
+from .. import _core
+from ..layers import Dense, lipschitz_factor
+from ..network import Network
+from ._rounding import mul_up, product_up
+
+
+def affine_layer_norm(net: Network, index: int, p: float, q: float) -> tuple[float, str]:
+    """Certified ||A||_{p->q} of the linear part of affine layer `index`, and how it was obtained."""
+    layer = net.layers[index]
+    core = net._core
+    if p == q == 2:
+        upper, how = _core.layer_spectral_upper(core, index, _core.layer_spectral_estimate(core, index))
+        return upper, how
+    if isinstance(layer, Dense):
+        lower, upper, exact, _ = _core.operator_norm(layer.weight, p, q)
+        return upper, "closed-form" if exact else "bound"
+    if p == q and p in (1.0, math.inf):
+        return _core.layer_abs_sum_norm(core, index, p == 1.0), "closed-form"
+    # Conv/pool between different norms: ||A||_{p->q} <= ||A||_{p->p} ||I||_{p->q}.
+    base, how = affine_layer_norm(net, index, p, p)
+    out_size = int(math.prod(net.layer_shapes()[index][1]))
+    return mul_up(base, _core.norm_conversion_factor(out_size, p, q)), how
+
+
+def naive_bound(net: Network, p_in: float, p_out: float):
+    affine = [i for i, layer in enumerate(net.layers) if layer.is_affine]
+    factors, per_layer = [], []
+    for i, layer in enumerate(net.layers):
+        if layer.is_activation:
+            factors.append(lipschitz_factor(layer))
+        elif layer.is_affine:
+            q = p_out if i == affine[-1] else p_in
+            value, how = affine_layer_norm(net, i, p_in, q)
+            factors.append(value)
+            per_layer.append({"layer": i, "kind": type(layer).__name__, "norm": value, "how": how})
+    if not affine:  # activations / reshapes only: the identity between the two norms
+        factors.append(_core.norm_conversion_factor(net.output_size, p_in, p_out))
+    return product_up(factors), True, {"layers": per_layer}

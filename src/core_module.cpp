@@ -1,0 +1,185 @@
+// Bindings only: numpy arrays map onto Eigen without copies where the layout allows.
+#include <pybind11/eigen.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "lipcert/certified_jacobian.hpp"
+#include "lipcert/linear_ops.hpp"
+#include "lipcert/lp.hpp"
+#include "lipcert/network.hpp"
+#include "lipcert/operator_norm.hpp"
+#include "lipcert/power_iteration.hpp"
+#include "lipcert/spectral_norm.hpp"
+
+namespace py = pybind11;
+using namespace lipcert;
+
+namespace {
+
+using Batch = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+// A (batch, features) C-contiguous array viewed as an Eigen (features, batch) column-major matrix.
+Eigen::Map<const Eigen::MatrixXd> as_columns(const Batch& x, Eigen::Index features) {
+  if (x.ndim() != 2 || x.shape(1) != features)
+    throw std::invalid_argument("expected an array of shape (batch, " + std::to_string(features) + ")");
+  return Eigen::Map<const Eigen::MatrixXd>(x.data(), features, x.shape(0));
+}
+
+const Layer& layer_at(const Network& net, int index) {
+  if (index < 0 || index >= static_cast<int>(net.layers().size())) throw py::index_error("layer index out of range");
+  return net.layers()[index];
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "lipcert C++ core (private; use the lipcert package)";
+
+  py::enum_<LayerKind>(m, "LayerKind")
+      .value("Dense", LayerKind::Dense)
+      .value("Conv2d", LayerKind::Conv2d)
+      .value("AvgPool2d", LayerKind::AvgPool2d)
+      .value("Flatten", LayerKind::Flatten)
+      .value("ReLU", LayerKind::ReLU)
+      .value("LeakyReLU", LayerKind::LeakyReLU)
+      .value("Tanh", LayerKind::Tanh)
+      .value("Sigmoid", LayerKind::Sigmoid);
+
+  py::class_<Layer>(m, "Layer")
+      .def_static("dense", &Layer::dense)
+      .def_static("conv2d", &Layer::conv2d)
+      .def_static("avg_pool2d", &Layer::avg_pool2d)
+      .def_static("flatten", &Layer::flatten)
+      .def_static("activation", &Layer::activation, py::arg("kind"), py::arg("negative_slope") = 0.0)
+      .def_readonly("kind", &Layer::kind);
+
+  py::class_<Network>(m, "Network")
+      .def(py::init([](std::vector<int> shape, std::vector<Layer> layers) {
+             TensorShape s;
+             if (shape.size() == 1) s = TensorShape{shape[0], 1, 1, false};
+             else if (shape.size() == 3) s = TensorShape{shape[0], shape[1], shape[2], true};
+             else throw InvalidNetworkError("input_shape must be (n,) or (C, H, W)");
+             return Network(s, std::move(layers));
+           }))
+      .def_property_readonly("input_size", &Network::input_size)
+      .def_property_readonly("output_size", &Network::output_size)
+      .def("forward", [](const Network& net, const Batch& x) {
+        const auto xs = as_columns(x, net.input_size());
+        Eigen::MatrixXd y;
+        {
+          py::gil_scoped_release release;
+          y = net.forward(xs);
+        }
+        py::array_t<double> out({x.shape(0), static_cast<py::ssize_t>(net.output_size())});
+        Eigen::Map<Eigen::MatrixXd>(out.mutable_data(), net.output_size(), x.shape(0)) = y;
+        return out;
+      })
+      .def("jacobian", [](const Network& net, const Batch& x) {
+        const auto xs = as_columns(x, net.input_size());
+        py::array_t<double> out({x.shape(0), static_cast<py::ssize_t>(net.output_size()),
+                                 static_cast<py::ssize_t>(net.input_size())});
+        double* data = out.mutable_data();
+        py::gil_scoped_release release;
+        net.jacobian(xs, data);
+        return out;
+      })
+      .def("vjp", [](const Network& net, const Batch& x, const Batch& u) {
+        const auto xs = as_columns(x, net.input_size());
+        const auto us = as_columns(u, net.output_size());
+        Eigen::MatrixXd g;
+        {
+          py::gil_scoped_release release;
+          g = net.vjp(xs, us);
+        }
+        py::array_t<double> out({x.shape(0), static_cast<py::ssize_t>(net.input_size())});
+        Eigen::Map<Eigen::MatrixXd>(out.mutable_data(), net.input_size(), x.shape(0)) = g;
+        return out;
+      })
+      .def("layer_shapes", [](const Network& net) {
+        std::vector<std::pair<std::vector<int>, std::vector<int>>> shapes;
+        auto as_list = [](const TensorShape& s) {
+          return s.spatial ? std::vector<int>{s.channels, s.height, s.width} : std::vector<int>{s.channels};
+        };
+        for (const Layer& l : net.layers()) shapes.push_back({as_list(l.in_shape), as_list(l.out_shape)});
+        return shapes;
+      });
+
+  m.def("operator_norm", [](const Eigen::MatrixXd& a, double p, double q) {
+    NormBounds r;
+    {
+      py::gil_scoped_release release;
+      r = operator_norm(a, norm_from_double(p), norm_from_double(q));
+    }
+    return py::make_tuple(r.lower, r.upper, r.exact, r.argmax);
+  }, "Certified (lower, upper, exact, argmax) of ||A||_{p->q}.");
+  m.def("certified_ratio_lower", [](const Eigen::MatrixXd& a, const Eigen::VectorXd& v, double p, double q) {
+    return certified_ratio_lower(a, v, norm_from_double(p), norm_from_double(q));
+  });
+  m.def("norm_conversion_factor", [](int n, double p, double q) {
+    return norm_conversion_factor(n, norm_from_double(p), norm_from_double(q));
+  });
+  m.def("certified_spectral_norm", &certified_spectral_norm, py::arg("a"), py::arg("estimate"),
+        py::call_guard<py::gil_scoped_release>());
+  m.def("prove_spectral_bound", &prove_spectral_bound, py::arg("a"), py::arg("s"),
+        py::call_guard<py::gil_scoped_release>());
+  m.def("svd_spectral_norm", &svd_spectral_norm, py::call_guard<py::gil_scoped_release>());
+
+  m.def("power_iteration", [](const Network& net, std::vector<int> indices, int max_iterations, double tol,
+                              unsigned long long seed) {
+    std::vector<const Layer*> layers;
+    for (int i : indices) layers.push_back(&layer_at(net, i));
+    std::vector<PowerIterationResult> results;
+    {
+      py::gil_scoped_release release;
+      results = power_iteration(layers, max_iterations, tol, seed);
+    }
+    py::list out;
+    for (const auto& r : results) out.append(py::make_tuple(r.sigma, r.iterations, r.converged));
+    return out;
+  }, "Power-iteration estimates (sigma, iterations, converged) of the layers' spectral norms.");
+  m.def("layer_spectral_upper", [](const Network& net, int index, double estimate) {
+    LayerNormBound b;
+    {
+      py::gil_scoped_release release;
+      b = layer_spectral_upper(layer_at(net, index), estimate);
+    }
+    return py::make_tuple(b.upper, b.how);
+  });
+  m.def("layer_spectral_estimate", [](const Network& net, int index) {
+    const Layer& l = layer_at(net, index);
+    py::gil_scoped_release release;
+    if (l.kind == LayerKind::Dense) return svd_spectral_norm(l.weight);
+    if (l.kind == LayerKind::Conv2d && conv_is_unrollable(l)) return svd_spectral_norm(dense_matrix(l));
+    return 0.0;  // no dense SVD for this layer: layer_spectral_upper needs no estimate
+  });
+  m.def("layer_abs_sum_norm", [](const Network& net, int index, bool columns) {
+    return layer_abs_sum_norm(layer_at(net, index), columns);
+  });
+  m.def("layer_dense_matrix", [](const Network& net, int index) { return dense_matrix(layer_at(net, index)); });
+  m.def("conv_circulant_spectral_bound", [](const Network& net, int index) {
+    const Layer& l = layer_at(net, index);
+    if (l.kind != LayerKind::Conv2d) throw std::invalid_argument("not a Conv2d layer");
+    py::gil_scoped_release release;
+    return conv_circulant_spectral_bound(l);
+  });
+
+  m.def("certified_jacobian", [](const Network& net, const Eigen::VectorXd& x) {
+    CertifiedJacobian r;
+    {
+      py::gil_scoped_release release;
+      r = certified_jacobian(net, x);
+    }
+    return py::make_tuple(r.jacobian, r.error_bound, r.pattern_verified, r.min_margin);
+  }, "Jacobian at x with an elementwise error bound and whether the activation pattern is proved.");
+
+  m.def("highs_version", &highs_version);
+  m.def("chebyshev_radius", [](const Eigen::MatrixXd& a, const Eigen::VectorXd& b, const Eigen::VectorXd& lower,
+                               const Eigen::VectorXd& upper) {
+    Eigen::VectorXd center;
+    const double r = chebyshev_radius(a, b, lower, upper, &center);
+    return py::make_tuple(r, center);
+  }, "Largest inscribed ball radius of {A x <= b, lower <= x <= upper} via HiGHS (-1 if empty).");
+
+  py::register_exception<InvalidNetworkError>(m, "CoreInvalidNetworkError", PyExc_ValueError);
+}
