@@ -73,7 +73,13 @@ GramProof<typename Derived::Scalar> make_gram(const Eigen::MatrixBase<Derived>& 
 template <typename Scalar>
 double prove_from_estimate(const GramProof<Scalar>& proof, double estimate) {
   if (!(estimate > 0) || !std::isfinite(estimate)) return kInf;
-  for (double gap : kGaps) {
+  // First try a gap just above the proof's own error margins, then the fixed ladder.
+  const double s2 = estimate * estimate;
+  const double d = static_cast<double>(proof.gram.rows());
+  const double margins = proof.gram_error + gamma(proof.complex_factor * (d + 1)) * d * s2 + 4 * kUnitRoundoff * s2;
+  const double first = std::min(kGaps[0], 2 * margins / s2);
+  for (double gap : {first, kGaps[0], kGaps[1], kGaps[2], kGaps[3], kGaps[4], kGaps[5], kGaps[6]}) {
+    if (gap < first) continue;
     const double b = proof.bound(estimate * (1 + gap));
     if (std::isfinite(b)) return b;
   }

@@ -11,7 +11,7 @@ from importlib import resources
 from .api import lipschitz
 from .errors import LipcertError
 from .io import load
-from .norms import norm_label, parse_norm
+from .norms import parse_norm
 
 DEMO_NETWORKS = (
     ("lipsdp_random_2-10-30-20-2.npz", "LipSDP random 2-10-30-20-2 (ReLU)"),
@@ -19,9 +19,19 @@ DEMO_NETWORKS = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr, like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"lipcert: error: {message} (see {self.prog} --help)\n")
+
+
 def _norm_arg(text: str):
     parts = text.split(",")
-    return parse_norm(tuple(parts) if len(parts) == 2 else parts[0])
+    try:
+        return parse_norm(tuple(parts) if len(parts) == 2 else parts[0])
+    except (TypeError, ValueError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -66,7 +76,7 @@ def _cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lipcert", description="Certified Lipschitz constants of neural networks")
+    parser = _Parser(prog="lipcert", description="Certified Lipschitz constants of neural networks")
     parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("bound", help="global Lipschitz bounds of a model (.npz, .onnx, .mat)")

@@ -86,6 +86,9 @@ class Network:
             raise ValueError("output matrix contains NaN or inf")
         from .layers import Flatten
 
+        last = self.layers[-1]
+        if isinstance(last, Dense):  # merged, so that layer-wise bounds see C W, not C and W apart
+            return Network(self.layers[:-1] + [Dense(c @ last.weight, c @ last.bias)], self.input_shape, self.metadata)
         tail = [Flatten()] if len(self.output_shape) == 3 else []
         return Network(self.layers + tail + [Dense(c, np.zeros(c.shape[0]))], self.input_shape, self.metadata)
 

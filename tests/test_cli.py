@@ -1,0 +1,63 @@
+"""The lipcert command line, run as a user would (a subprocess)."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import lipcert as lc
+from conftest import random_mlp
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "lipcert", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def model(tmp_path):
+    path = tmp_path / "net.npz"
+    random_mlp(np.random.default_rng(0), [4, 8, 3]).save(path)
+    return path
+
+
+def test_bound_json_prints_one_object_with_the_bound_fields(model):
+    out = run("bound", str(model), "--method", "autolip", "--norm", "2", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert set(data) >= {"upper", "lower", "certified", "exact", "method", "norm", "time_s", "witness", "stats"}
+    assert data["certified"] and data["method"] == "autolip" and data["lower"] <= data["upper"]
+    again = lc.lipschitz(lc.load(model), method="autolip")
+    assert data["upper"] == pytest.approx(again.upper)
+
+
+def test_bound_accepts_mixed_norms_and_human_output(model):
+    out = run("bound", str(model), "--method", "naive", "--norm", "inf,1")
+    assert out.returncode == 0, out.stderr
+    assert "naive" in out.stdout and "linf->l1" in out.stdout
+
+
+def test_demo_runs_on_the_shipped_networks():
+    out = run("demo")
+    assert out.returncode == 0, out.stderr
+    assert "LipSDP random" in out.stdout and "autolip" in out.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (("bound", "/nonexistent.onnx"), "no such file"),
+    (("bound", "{model}", "--method", "nope"), "unknown method"),
+    (("bound", "{model}", "--norm", "3"), "norm"),
+])
+def test_errors_print_one_line_and_exit_non_zero(model, args, message):
+    out = run(*(a.format(model=model) for a in args))
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_malformed_model_file_is_one_line_error(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"garbage")
+    out = run("bound", str(bad))
+    assert out.returncode == 2 and "not a readable" in out.stderr and "Traceback" not in out.stderr
