@@ -9,7 +9,7 @@
 #include "lipcert/lp.hpp"
 #include "lipcert/network.hpp"
 #include "lipcert/operator_norm.hpp"
-#include "lipcert/power_iteration.hpp"
+#include "lipcert/spectral_estimate.hpp"
 #include "lipcert/spectral_norm.hpp"
 
 namespace py = pybind11;
@@ -125,19 +125,19 @@ PYBIND11_MODULE(_core, m) {
         py::call_guard<py::gil_scoped_release>());
   m.def("svd_spectral_norm", &svd_spectral_norm, py::call_guard<py::gil_scoped_release>());
 
-  m.def("power_iteration", [](const Network& net, std::vector<int> indices, int max_iterations, double tol,
-                              unsigned long long seed) {
+  m.def("spectral_norm_estimates", [](const Network& net, std::vector<int> indices, int max_iterations, double tol,
+                                      unsigned long long seed) {
     std::vector<const Layer*> layers;
     for (int i : indices) layers.push_back(&layer_at(net, i));
-    std::vector<PowerIterationResult> results;
+    std::vector<SpectralEstimate> results;
     {
       py::gil_scoped_release release;
-      results = power_iteration(layers, max_iterations, tol, seed);
+      results = spectral_norm_estimates(layers, max_iterations, tol, seed);
     }
     py::list out;
     for (const auto& r : results) out.append(py::make_tuple(r.sigma, r.iterations, r.converged));
     return out;
-  }, "Power-iteration estimates (sigma, iterations, converged) of the layers' spectral norms.");
+  }, "Matrix-free Krylov estimates (sigma, steps, converged) of the layers' spectral norms (not certified).");
   m.def("layer_spectral_upper", [](const Network& net, int index, double estimate) {
     LayerNormBound b;
     {
@@ -146,12 +146,9 @@ PYBIND11_MODULE(_core, m) {
     }
     return py::make_tuple(b.upper, b.how);
   });
-  m.def("layer_spectral_estimate", [](const Network& net, int index) {
+  m.def("conv_is_unrollable", [](const Network& net, int index) {
     const Layer& l = layer_at(net, index);
-    py::gil_scoped_release release;
-    if (l.kind == LayerKind::Dense) return svd_spectral_norm(l.weight);
-    if (l.kind == LayerKind::Conv2d && conv_is_unrollable(l)) return svd_spectral_norm(dense_matrix(l));
-    return 0.0;  // no dense SVD for this layer: layer_spectral_upper needs no estimate
+    return l.kind == LayerKind::Conv2d && conv_is_unrollable(l);
   });
   m.def("layer_abs_sum_norm", [](const Network& net, int index, bool columns) {
     return layer_abs_sum_norm(layer_at(net, index), columns);

@@ -98,15 +98,15 @@ def test_layer_norms_match_dense_matrices():
         assert sigma <= upper
 
 
-def test_power_iteration_estimates_are_lower_estimates():
+def test_spectral_estimates_are_tight_lower_estimates():
     rng = np.random.default_rng(15)
     net = lc.Network([lc.Dense(rng.normal(size=(40, 30))), lc.ReLU(),
                       lc.Dense(rng.normal(size=(20, 40)))], (30,))
-    results = _core.power_iteration(net._core, [0, 2], 1000, 1e-12, 0)
+    results = _core.spectral_norm_estimates(net._core, [0, 2], 300, 1e-12, 0)
     for (sigma, iterations, converged), layer in zip(results, (net.layers[0], net.layers[2])):
         true = np.linalg.svd(layer.weight, compute_uv=False)[0]
         assert sigma <= true * (1 + 1e-12)
-        assert sigma >= true * (1 - 1e-6)
+        assert sigma >= true * (1 - 1e-10) and converged
 
 
 def test_norm_conversion_factors():

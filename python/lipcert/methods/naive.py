@@ -7,10 +7,25 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .. import _core
 from ..layers import Dense, lipschitz_factor
 from ..network import Network
 from ._rounding import mul_up, product_up
+
+
+def svd_estimate(net: Network, index: int) -> float:
+    """Largest singular value by LAPACK's SVD where the layer is a matrix we can form; 0.0 otherwise
+    (large convolutions are bounded in the frequency domain and need no estimate)."""
+    layer = net.layers[index]
+    if isinstance(layer, Dense):
+        matrix = layer.weight
+    elif _core.conv_is_unrollable(net._core, index):
+        matrix = _core.layer_dense_matrix(net._core, index)
+    else:
+        return 0.0
+    return float(np.linalg.norm(matrix, 2))
 
 
 def affine_layer_norm(net: Network, index: int, p: float, q: float) -> tuple[float, str]:
@@ -18,8 +33,7 @@ def affine_layer_norm(net: Network, index: int, p: float, q: float) -> tuple[flo
     layer = net.layers[index]
     core = net._core
     if p == q == 2:
-        upper, how = _core.layer_spectral_upper(core, index, _core.layer_spectral_estimate(core, index))
-        return upper, how
+        return _core.layer_spectral_upper(core, index, svd_estimate(net, index))
     if isinstance(layer, Dense):
         lower, upper, exact, _ = _core.operator_norm(layer.weight, p, q)
         return upper, "closed-form" if exact else "bound"
