@@ -4,7 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include "lipcert/certified_jacobian.hpp"
+#include "lipcert/certified_jvp.hpp"
 #include "lipcert/linear_ops.hpp"
 #include "lipcert/lp.hpp"
 #include "lipcert/network.hpp"
@@ -161,14 +161,15 @@ PYBIND11_MODULE(_core, m) {
     return conv_circulant_spectral_bound(l);
   });
 
-  m.def("certified_jacobian", [](const Network& net, const Eigen::VectorXd& x) {
-    CertifiedJacobian r;
+  m.def("certified_directional_lower", [](const Network& net, const Eigen::VectorXd& x, const Eigen::VectorXd& v,
+                                          double p, double q) {
+    CertifiedDirectional r;
     {
       py::gil_scoped_release release;
-      r = certified_jacobian(net, x);
+      r = certified_directional_lower(net, x, v, norm_from_double(p), norm_from_double(q));
     }
-    return py::make_tuple(r.jacobian, r.error_bound, r.pattern_verified, r.min_margin);
-  }, "Jacobian at x with an elementwise error bound and whether the activation pattern is proved.");
+    return py::make_tuple(r.lower, r.pattern_verified, r.min_margin, r.precision_bits);
+  }, "Certified lower bound on ||J(x) v||_q / ||v||_p in extended precision, with the pattern proof.");
 
   m.def("highs_version", &highs_version);
   m.def("chebyshev_radius", [](const Eigen::MatrixXd& a, const Eigen::VectorXd& b, const Eigen::VectorXd& lower,

@@ -161,3 +161,36 @@ def test_domains_validate_their_arguments():
         lc.Ball([0, 0], -1.0)
     with pytest.raises(ValueError):
         lc.Ball([0, 0], 1.0, p=3)
+
+
+def test_witness_on_a_relu_kink_is_not_certified():
+    from lipcert import _core
+
+    net = lc.Network([lc.Dense(np.array([[1.0, -1.0]]), np.zeros(1)), lc.ReLU(), lc.Dense(np.ones((1, 1)))], (2,))
+    lower, verified, margin, _ = _core.certified_directional_lower(net._core, np.array([1.0, 1.0]),
+                                                                  np.array([1.0, 0.0]), 2.0, 2.0)
+    assert not verified and lower == 0.0 and margin <= 0
+    lower, verified, margin, bits = _core.certified_directional_lower(net._core, np.array([2.0, 1.0]),
+                                                                     np.array([1.0, 0.0]), 2.0, 2.0)
+    assert verified and lower == pytest.approx(1.0, rel=1e-15) and lower <= 1.0 and bits >= 64
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_certified_directional_lower_is_below_and_close_to_the_true_ratio(activation):
+    from lipcert import _core
+
+    rng = np.random.default_rng(29)
+    net = random_cnn(rng, activation)
+    for _ in range(5):
+        x, v = rng.normal(size=net.input_size), rng.normal(size=net.input_size)
+        true = np.linalg.norm(net.jacobian(x[None])[0] @ v) / np.linalg.norm(v)
+        lower, verified, _, _ = _core.certified_directional_lower(net._core, x, v, 2.0, 2.0)
+        assert verified and true * (1 - 1e-12) <= lower * (1 + 1e-15) and lower <= true * (1 + 1e-12)
+
+
+def test_deep_onnx_networks_get_a_certified_witness(shared_data):
+    net = lc.load(shared_data / "glipsdp" / "mnist" / "mlp_L33_W16.onnx")
+    b = lc.lipschitz(net, method="autolip", time_limit=5)
+    assert b.witness is not None and 0 < b.lower <= b.upper
+    jac = net.jacobian(b.witness[None])[0]
+    assert b.lower <= np.linalg.norm(jac, 2) <= b.lower * (1 + 1e-9)

@@ -14,7 +14,7 @@ import logging
 
 from .. import _core
 from .._cuda_loader import cuda_module
-from ..layers import Dense, lipschitz_factor
+from ..layers import Conv2d, Dense, lipschitz_factor
 from ..network import Network
 from ._rounding import mul_up, product_up
 
@@ -24,9 +24,17 @@ MAX_ITERATIONS = 300
 TOLERANCE = 1e-12
 
 
+def needs_estimate(net: Network, index: int) -> bool:
+    """Large convolutions are certified in the frequency domain, which needs no estimate."""
+    return not isinstance(net.layers[index], Conv2d) or _core.conv_is_unrollable(net._core, index)
+
+
 def spectral_estimates(net: Network, indices: list[int], use_cuda: bool, seed: int):
-    """(sigma, iterations, converged) per affine layer; sigma is a lower estimate, not certified."""
-    results = dict(zip(indices, _core.spectral_norm_estimates(net._core, indices, MAX_ITERATIONS, TOLERANCE, seed)))
+    """(sigma, iterations, converged) per affine layer; sigma is a lower estimate, not certified
+    (None for layers that need no estimate)."""
+    wanted = [i for i in indices if needs_estimate(net, i)]
+    results = {i: (None, 0, False) for i in indices}
+    results.update(zip(wanted, _core.spectral_norm_estimates(net._core, wanted, MAX_ITERATIONS, TOLERANCE, seed)))
     if use_cuda:
         dense = [i for i in indices if isinstance(net.layers[i], Dense)]
         if dense:
@@ -42,15 +50,16 @@ def autolip_bound(net: Network, p_in: float, p_out: float, use_cuda: bool = Fals
     estimates = spectral_estimates(net, indices, use_cuda, seed)
     factors, per_layer, estimate_product = [], [], 1.0
     for i, (sigma, iterations, converged) in zip(indices, estimates):
-        upper, how = _core.layer_spectral_upper(net._core, i, sigma)
+        upper, how = _core.layer_spectral_upper(net._core, i, 0.0 if sigma is None else sigma)
         factors.append(upper)
-        estimate_product *= sigma
+        estimate_product = None if sigma is None or estimate_product is None else estimate_product * sigma
         per_layer.append({"layer": i, "kind": type(net.layers[i]).__name__, "estimate": sigma, "upper": upper,
                           "how": how, "iterations": iterations, "converged": converged})
     for layer in net.layers:
         if layer.is_activation:
             factors.append(lipschitz_factor(layer))
-            estimate_product *= lipschitz_factor(layer)
+            if estimate_product is not None:
+                estimate_product *= lipschitz_factor(layer)
     spectral = product_up(factors)
     conversion = mul_up(_core.norm_conversion_factor(net.input_size, p_in, 2.0),
                         _core.norm_conversion_factor(net.output_size, 2.0, p_out))
