@@ -6,13 +6,12 @@ namespace lipcert {
 
 namespace {
 
-// Rows of the im2col matrix are output positions, columns follow the weight's (ic, kh, kw) order,
-// so that (positions x K) * W^T is an (positions x oc) column-major block: exactly the (oc, oh, ow)
-// row-major layout of one output sample.
-void im2col_transposed(const Layer& l, const double* x, Eigen::MatrixXd& cols) {
+// Calls f(position, k, input_index) for every kernel tap that reads an in-bounds input element:
+// position = i * ow + j indexes the output, k = (c * kh + a) * kw + b the weight's (ic, kh, kw) column.
+template <typename F>
+void for_each_tap(const Layer& l, F&& f) {
   const TensorShape& in = l.in_shape;
   const int oh = l.out_shape.height, ow = l.out_shape.width;
-  cols.setZero(oh * ow, l.in_channels * l.kernel_h * l.kernel_w);
   for (int c = 0; c < l.in_channels; ++c)
     for (int a = 0; a < l.kernel_h; ++a)
       for (int b = 0; b < l.kernel_w; ++b) {
@@ -23,29 +22,22 @@ void im2col_transposed(const Layer& l, const double* x, Eigen::MatrixXd& cols) {
           for (int j = 0; j < ow; ++j) {
             const int s = j * l.stride_w + b - l.pad_w;
             if (s < 0 || s >= in.width) continue;
-            cols(i * ow + j, k) = x[(c * in.height + r) * in.width + s];
+            f(i * ow + j, k, (c * in.height + r) * in.width + s);
           }
         }
       }
 }
 
+// Rows of the im2col matrix are output positions, columns follow the weight's (ic, kh, kw) order,
+// so that (positions x K) * W^T is an (positions x oc) column-major block: exactly the (oc, oh, ow)
+// row-major layout of one output sample.
+void im2col_transposed(const Layer& l, const double* x, Eigen::MatrixXd& cols) {
+  cols.setZero(l.out_shape.height * l.out_shape.width, l.in_channels * l.kernel_h * l.kernel_w);
+  for_each_tap(l, [&](int position, int k, int index) { cols(position, k) = x[index]; });
+}
+
 void col2im_transposed_add(const Layer& l, const Eigen::MatrixXd& cols, double* x) {
-  const TensorShape& in = l.in_shape;
-  const int oh = l.out_shape.height, ow = l.out_shape.width;
-  for (int c = 0; c < l.in_channels; ++c)
-    for (int a = 0; a < l.kernel_h; ++a)
-      for (int b = 0; b < l.kernel_w; ++b) {
-        const int k = (c * l.kernel_h + a) * l.kernel_w + b;
-        for (int i = 0; i < oh; ++i) {
-          const int r = i * l.stride_h + a - l.pad_h;
-          if (r < 0 || r >= in.height) continue;
-          for (int j = 0; j < ow; ++j) {
-            const int s = j * l.stride_w + b - l.pad_w;
-            if (s < 0 || s >= in.width) continue;
-            x[(c * in.height + r) * in.width + s] += cols(i * ow + j, k);
-          }
-        }
-      }
+  for_each_tap(l, [&](int position, int k, int index) { x[index] += cols(position, k); });
 }
 
 Eigen::MatrixXd conv_forward(const Layer& l, const Eigen::Ref<const Eigen::MatrixXd>& x, bool with_bias,

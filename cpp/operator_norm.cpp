@@ -28,6 +28,20 @@ Eigen::VectorXd sign_vector(unsigned long code, Eigen::Index n) {
   return s;
 }
 
+// Max of value(s) over the sign vectors s in {-1, 1}^n (s and -s give the same value here):
+// returns the best value and its s.
+template <typename Value>
+std::pair<double, Eigen::VectorXd> max_over_signs(Eigen::Index n, Value value) {
+  double best = -1.0;
+  Eigen::VectorXd best_s;
+  for (unsigned long code = 0; code < (1UL << (n - 1)); ++code) {
+    Eigen::VectorXd s = sign_vector(code, n);
+    const double v = value(s);
+    if (v > best) best = v, best_s = std::move(s);
+  }
+  return {best, best_s};
+}
+
 // Inflates a computed norm of an inner-product-like quantity of length n to a certified upper bound.
 double inflate(double value, double n) { return round_up(value * (1.0 + gamma(n + 4))); }
 
@@ -150,14 +164,8 @@ NormBounds operator_norm(const Eigen::Ref<const Eigen::MatrixXd>& a, Norm p, Nor
   } else if (p == Norm::Two && q == Norm::One) {
     // ||A||_{2->1} = max over sign vectors s of ||A^T s||_2.
     if (m <= kMaxSignEnumeration) {
-      double best = -1.0;
-      Eigen::VectorXd vbest;
-      for (unsigned long code = 0; code < (1UL << (m - 1)); ++code) {  // s and -s give the same value
-        const Eigen::VectorXd t = a.transpose() * sign_vector(code, m);
-        const double val = t.norm();
-        if (val > best) best = val, vbest = t;
-      }
-      r.argmax = best > 0 ? Eigen::VectorXd(vbest / best) : Eigen::VectorXd::Unit(n, 0);
+      const auto [best, s] = max_over_signs(m, [&](const Eigen::VectorXd& s) { return (a.transpose() * s).norm(); });
+      r.argmax = best > 0 ? Eigen::VectorXd(a.transpose() * s / best) : Eigen::VectorXd::Unit(n, 0);
       r.upper = inflate(best, static_cast<double>(m + n));
       r.exact = true;
     } else {
@@ -171,23 +179,15 @@ NormBounds operator_norm(const Eigen::Ref<const Eigen::MatrixXd>& a, Norm p, Nor
   } else if (p == Norm::Inf && q == Norm::One) {
     // ||A||_{inf->1} = max over sign vectors t of ||A t||_1; enumerate on the smaller side.
     if (std::min(m, n) <= kMaxSignEnumeration) {
-      double best = -1.0;
-      Eigen::VectorXd vbest;
       if (n <= m) {
-        for (unsigned long code = 0; code < (1UL << (n - 1)); ++code) {
-          const Eigen::VectorXd t = sign_vector(code, n);
-          const double val = (a * t).lpNorm<1>();
-          if (val > best) best = val, vbest = t;
-        }
+        const auto [best, s] = max_over_signs(n, [&](const Eigen::VectorXd& s) { return (a * s).lpNorm<1>(); });
+        r.argmax = s;
+        r.upper = inflate(best, static_cast<double>(m + n));
       } else {
-        for (unsigned long code = 0; code < (1UL << (m - 1)); ++code) {
-          const Eigen::VectorXd t = a.transpose() * sign_vector(code, m);
-          const double val = t.lpNorm<1>();
-          if (val > best) best = val, vbest = signs(t);
-        }
+        const auto [best, s] = max_over_signs(m, [&](const Eigen::VectorXd& s) { return (a.transpose() * s).lpNorm<1>(); });
+        r.argmax = signs(a.transpose() * s);
+        r.upper = inflate(best, static_cast<double>(m + n));
       }
-      r.argmax = vbest;
-      r.upper = inflate(best, static_cast<double>(m + n));
       r.exact = true;
     } else {
       r.argmax = alternating_maximiser(a, p, q, signs(a.row(0).transpose()));
@@ -197,14 +197,8 @@ NormBounds operator_norm(const Eigen::Ref<const Eigen::MatrixXd>& a, Norm p, Nor
     }
   } else {  // p = inf, q = 2: max over sign vectors t of ||A t||_2
     if (n <= kMaxSignEnumeration) {
-      double best = -1.0;
-      Eigen::VectorXd vbest;
-      for (unsigned long code = 0; code < (1UL << (n - 1)); ++code) {
-        const Eigen::VectorXd t = sign_vector(code, n);
-        const double val = (a * t).norm();
-        if (val > best) best = val, vbest = t;
-      }
-      r.argmax = vbest;
+      const auto [best, s] = max_over_signs(n, [&](const Eigen::VectorXd& s) { return (a * s).norm(); });
+      r.argmax = s;
       r.upper = inflate(best, static_cast<double>(m + n));
       r.exact = true;
     } else {
