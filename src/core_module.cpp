@@ -11,6 +11,7 @@
 #include "lipcert/operator_norm.hpp"
 #include "lipcert/spectral_estimate.hpp"
 #include "lipcert/spectral_norm.hpp"
+#include "lipcert/subdomain_bounds.hpp"
 
 namespace py = pybind11;
 using namespace lipcert;
@@ -170,6 +171,40 @@ PYBIND11_MODULE(_core, m) {
     }
     return py::make_tuple(r.lower, r.pattern_verified, r.min_margin, r.precision_bits);
   }, "Certified lower bound on ||J(x) v||_q / ||v||_p in extended precision, with the pattern proof.");
+
+  m.def("bound_subdomains", [](const Network& net, const Eigen::MatrixXd& lowers, const Eigen::MatrixXd& uppers,
+                               const std::vector<std::vector<NeuronStates>>& states, double p, double q) {
+    // lowers, uppers: (batch, input_size); states: per subdomain, per activation layer (may be empty)
+    if (lowers.rows() != uppers.rows() || lowers.cols() != uppers.cols() ||
+        (!states.empty() && states.size() != static_cast<size_t>(lowers.rows())))
+      throw std::invalid_argument("bound_subdomains: lowers, uppers and states must describe the same batch");
+    std::vector<Subdomain> subdomains(lowers.rows());
+    for (Eigen::Index i = 0; i < lowers.rows(); ++i) {
+      subdomains[i].lower = lowers.row(i).transpose();
+      subdomains[i].upper = uppers.row(i).transpose();
+      if (!states.empty()) subdomains[i].states = states[i];
+    }
+    std::vector<SubdomainBound> results;
+    {
+      py::gil_scoped_release release;
+      results = bound_subdomains(net, subdomains, norm_from_double(p), norm_from_double(q));
+    }
+    py::list out;
+    for (const auto& r : results) {
+      py::list unstable;
+      for (const auto& u : r.unstable) unstable.append(py::make_tuple(u.layer, u.neuron, u.score));
+      py::dict d;
+      d["feasible"] = r.feasible;
+      d["pre_lower"] = r.pre_lower;
+      d["pre_upper"] = r.pre_upper;
+      d["jacobian_center"] = r.jacobian_center;
+      d["jacobian_radius"] = r.jacobian_radius;
+      d["norm_upper"] = r.norm_upper;
+      d["unstable"] = unstable;
+      out.append(d);
+    }
+    return out;
+  }, "Certified bounds over box-and-assignment subdomains (interval pre-activations, Jacobian set, its norm).");
 
   m.def("highs_version", &highs_version);
   m.def("chebyshev_radius", [](const Eigen::MatrixXd& a, const Eigen::VectorXd& b, const Eigen::VectorXd& lower,

@@ -1,0 +1,49 @@
+#pragma once
+/// Bounds over one branch-and-bound subdomain of a piecewise-linear network: an input box plus a
+/// partial assignment of activation states. Everything certified is rounded outward.
+#include <cstdint>
+#include <vector>
+
+#include "lipcert/network.hpp"
+#include "lipcert/operator_norm.hpp"
+
+namespace lipcert {
+
+/// State of one neuron: -1 inactive (z <= 0), 0 free, +1 active (z >= 0).
+using NeuronStates = std::vector<int8_t>;
+
+struct Subdomain {
+  Eigen::VectorXd lower, upper;       ///< input box; infinite bounds mean no constraint
+  std::vector<NeuronStates> states;   ///< one vector per activation layer; empty = all free
+};
+
+struct SubdomainBound {
+  /// False when the interval bounds contradict the assignment (the subdomain holds no point).
+  bool feasible = true;
+  /// Certified bounds of every activation layer's input (pre-activations), per activation layer.
+  std::vector<Eigen::VectorXd> pre_lower, pre_upper;
+  /// Every Jacobian J of the network at a point of the subdomain where it is differentiable
+  /// satisfies |J - jacobian_center| <= jacobian_radius elementwise.
+  Eigen::MatrixXd jacobian_center, jacobian_radius;
+  /// Certified upper bound on max ||J||_{p->q} over that set: the minimum of the entrywise-majorant
+  /// bound || |C| + R || and the midpoint-plus-radius bound ||C|| + ||R||.
+  double norm_upper = 0.0;
+  /// Free neurons whose derivative is not fixed by the bounds: (activation layer, neuron, score);
+  /// the score (a heuristic) estimates how much fixing the neuron tightens the Jacobian set.
+  struct Unstable {
+    int layer;
+    int neuron;
+    double score;
+  };
+  std::vector<Unstable> unstable;
+};
+
+/// Bounds one subdomain. Throws std::invalid_argument for smooth activations (tanh, sigmoid): the
+/// Jacobian set of a piecewise-linear network is what branch and bound splits.
+SubdomainBound bound_subdomain(const Network& net, const Subdomain& subdomain, Norm p, Norm q);
+
+/// Bounds a batch of subdomains in parallel: the interface a GPU implementation provides too.
+std::vector<SubdomainBound> bound_subdomains(const Network& net, const std::vector<Subdomain>& subdomains,
+                                             Norm p, Norm q);
+
+}  // namespace lipcert

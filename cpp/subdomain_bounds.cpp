@@ -1,0 +1,160 @@
+#include "lipcert/subdomain_bounds.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+#include "lipcert/linear_ops.hpp"
+#include "lipcert/rounding.hpp"
+
+namespace lipcert {
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+Eigen::VectorXd round_up_all(const Eigen::VectorXd& x) { return x.unaryExpr([](double v) { return round_up(v); }); }
+
+// Certified interval image of [lo, hi] under the affine layer, in midpoint-radius form: the exact
+// image lies in [c' - r', c' + r'] with c' = A c + b, r' = |A| r, widened by the rounding error bound
+// gamma_k (|A| |c| + |b| + |A| r) of the computed products.
+void affine_interval(const Layer& l, Eigen::VectorXd& lo, Eigen::VectorXd& hi) {
+  const Eigen::VectorXd c = lo / 2 + hi / 2;  // halving is exact (barring underflow)
+  const Eigen::VectorXd r = round_up_all((hi - c).cwiseMax(c - lo));
+  const Eigen::VectorXd center = apply_linear(l, c, true).col(0);
+  const Eigen::VectorXd abs_bias = l.kind == LayerKind::AvgPool2d
+                                       ? Eigen::VectorXd::Zero(l.out_shape.size())
+                                       : Eigen::VectorXd((apply_linear(l, Eigen::VectorXd::Zero(c.size()), true)).col(0).cwiseAbs());
+  const Eigen::VectorXd radius = apply_linear(l, r, false, true).col(0);
+  const double g = gamma(l.inner_length() + 4);
+  const Eigen::VectorXd err = (apply_linear(l, c.cwiseAbs(), false, true).col(0) + abs_bias + radius) * g;
+  const Eigen::VectorXd width = round_up_all((radius + err) * (1 + 4 * kUnitRoundoff));
+  lo = (center - width).unaryExpr([](double v) { return round_down(v); });
+  hi = (center + width).unaryExpr([](double v) { return round_up(v); });
+}
+
+}  // namespace
+
+SubdomainBound bound_subdomain(const Network& net, const Subdomain& sub, Norm p, Norm q) {
+  const int n = net.input_size();
+  if (sub.lower.size() != n || sub.upper.size() != n)
+    throw std::invalid_argument("bound_subdomain: the box must have the network's input size");
+  SubdomainBound result;
+  const bool bounded = sub.lower.allFinite() && sub.upper.allFinite();
+  Eigen::VectorXd lo = bounded ? sub.lower : Eigen::VectorXd::Constant(n, -kInf);
+  Eigen::VectorXd hi = bounded ? sub.upper : Eigen::VectorXd::Constant(n, kInf);
+  if ((lo.array() > hi.array()).any()) {
+    result.feasible = false;
+    return result;
+  }
+  // Forward: interval bounds and the derivative interval [d_mid - d_rad, d_mid + d_rad] per neuron.
+  std::vector<Eigen::VectorXd> d_mid, d_rad;
+  int act = 0;
+  for (const Layer& l : net.layers()) {
+    if (l.is_affine()) {
+      if (bounded) affine_interval(l, lo, hi);
+      else lo = Eigen::VectorXd::Constant(l.out_shape.size(), -kInf), hi = Eigen::VectorXd::Constant(l.out_shape.size(), kInf);
+    } else if (l.is_activation()) {
+      if (!l.is_piecewise_linear_activation())
+        throw std::invalid_argument(std::string("bound_subdomain: ") + layer_kind_name(l.kind) +
+                                    " is not piecewise linear; branch and bound needs ReLU or LeakyReLU");
+      const double slope = l.kind == LayerKind::ReLU ? 0.0 : l.negative_slope;
+      const NeuronStates* states = act < static_cast<int>(sub.states.size()) && !sub.states[act].empty()
+                                       ? &sub.states[act] : nullptr;
+      if (states && static_cast<int>(states->size()) != lo.size())
+        throw std::invalid_argument("bound_subdomain: activation layer " + std::to_string(act) + " has " +
+                                    std::to_string(lo.size()) + " neurons but the assignment has " +
+                                    std::to_string(states->size()));
+      Eigen::VectorXd dm(lo.size()), dr(lo.size());
+      for (Eigen::Index i = 0; i < lo.size(); ++i) {
+        const int s = states ? (*states)[i] : 0;
+        if (s > 0) lo(i) = std::max(lo(i), 0.0);
+        if (s < 0) hi(i) = std::min(hi(i), 0.0);
+        if (lo(i) > hi(i)) result.feasible = false;
+        const bool active = s > 0 || lo(i) > 0, inactive = s < 0 || hi(i) < 0;
+        const double d_lo = active ? 1.0 : inactive ? slope : std::min(slope, 1.0);
+        const double d_hi = active ? 1.0 : inactive ? slope : std::max(slope, 1.0);
+        dm(i) = d_lo / 2 + d_hi / 2;
+        dr(i) = d_hi == d_lo ? 0.0 : round_up(std::max(d_hi - dm(i), dm(i) - d_lo));
+      }
+      result.pre_lower.push_back(lo);
+      result.pre_upper.push_back(hi);
+      d_mid.push_back(dm);
+      d_rad.push_back(dr);
+      // The activation is monotone: the image of [lo, hi] is [s(lo), s(hi)] (exact for ReLU;
+      // the slope product is rounded outward).
+      for (Eigen::Index i = 0; i < lo.size(); ++i) {
+        if (lo(i) < 0) lo(i) = round_down(slope * lo(i));
+        if (hi(i) < 0) hi(i) = round_up(slope * hi(i));
+      }
+      ++act;
+    }
+  }
+  if (!result.feasible) return result;
+
+  // Backward: the transposed Jacobian set {G : |G - C| <= R} (input_size x output_size), starting
+  // from the identity at the output.
+  const Eigen::Index m = net.output_size();
+  Eigen::MatrixXd c = Eigen::MatrixXd::Identity(m, m), r = Eigen::MatrixXd::Zero(m, m);
+  for (auto it = net.layers().rbegin(); it != net.layers().rend(); ++it) {
+    const Layer& l = *it;
+    if (l.is_affine()) {
+      const double g = gamma(l.out_shape.size() + 2);  // any transposed inner product has at most this many terms
+      const Eigen::MatrixXd abs_r = apply_linear_transpose(l, r, true);
+      const Eigen::MatrixXd err = (apply_linear_transpose(l, c.cwiseAbs(), true) + abs_r) * g;
+      c = apply_linear_transpose(l, c);
+      r = (abs_r + err) * (1 + 4 * kUnitRoundoff);
+    } else if (l.is_activation()) {
+      --act;
+      const Eigen::VectorXd& dm = d_mid[act];
+      const Eigen::VectorXd& dr = d_rad[act];
+      // (c +- r)(dm +- dr) is within c dm +- (|c| dr + r |dm| + r dr), plus the rounding of c dm.
+      const Eigen::MatrixXd abs_c = c.cwiseAbs();
+      r = (abs_c.array().colwise() * dr.array() + r.array().colwise() * (dm.cwiseAbs() + dr).array() +
+           abs_c.array().colwise() * dm.cwiseAbs().array() * (2 * kUnitRoundoff))
+              .matrix() * (1 + 4 * kUnitRoundoff);
+      c = (c.array().colwise() * dm.array()).matrix();
+    }
+  }
+  result.jacobian_center = c.transpose();
+  result.jacobian_radius = r.transpose().unaryExpr([](double v) { return round_up(v); });
+
+  const Eigen::MatrixXd majorant = (result.jacobian_center.cwiseAbs() + result.jacobian_radius)
+                                       .unaryExpr([](double v) { return round_up(v); });
+  const double via_majorant = operator_norm(majorant, p, q).upper;
+  const double via_midpoint = add_up(operator_norm(result.jacobian_center, p, q).upper,
+                                     operator_norm(result.jacobian_radius, p, q).upper);
+  result.norm_upper = std::min(via_majorant, via_midpoint);
+
+  // Scores: a neuron's derivative uncertainty times the output sensitivity through it times its
+  // pre-activation width (a heuristic for branching).
+  for (size_t k = 0; k < d_rad.size(); ++k) {
+    for (Eigen::Index i = 0; i < d_rad[k].size(); ++i) {
+      if (d_rad[k](i) == 0.0) continue;
+      const double width = std::isfinite(result.pre_upper[k](i) - result.pre_lower[k](i))
+                               ? result.pre_upper[k](i) - result.pre_lower[k](i) : 1.0;
+      result.unstable.push_back({static_cast<int>(k), static_cast<int>(i), d_rad[k](i) * width});
+    }
+  }
+  return result;
+}
+
+std::vector<SubdomainBound> bound_subdomains(const Network& net, const std::vector<Subdomain>& subdomains, Norm p,
+                                             Norm q) {
+  std::vector<SubdomainBound> results(subdomains.size());
+  std::vector<std::string> errors(subdomains.size());
+#pragma omp parallel for schedule(dynamic)
+  for (size_t i = 0; i < subdomains.size(); ++i) {
+    try {
+      results[i] = bound_subdomain(net, subdomains[i], p, q);
+    } catch (const std::exception& e) {
+      errors[i] = e.what();
+    }
+  }
+  for (const auto& e : errors)
+    if (!e.empty()) throw std::invalid_argument(e);
+  return results;
+}
+
+}  // namespace lipcert
