@@ -82,11 +82,16 @@ SubdomainBound bound_subdomain(const Network& net, const Subdomain& sub, Norm p,
       result.pre_upper.push_back(hi);
       d_mid.push_back(dm);
       d_rad.push_back(dr);
-      // The activation is monotone: the image of [lo, hi] is [s(lo), s(hi)] (exact for ReLU;
-      // the slope product is rounded outward).
+      // Image of [lo, hi] under s(z) = z (z >= 0), slope * z (z < 0): the extremes of s over the
+      // endpoints and 0 (s need not be monotone: the slope may be negative), rounded outward.
       for (Eigen::Index i = 0; i < lo.size(); ++i) {
-        if (lo(i) < 0) lo(i) = round_down(slope * lo(i));
-        if (hi(i) < 0) hi(i) = round_up(slope * hi(i));
+        auto s_down = [slope](double z) { return z >= 0 ? z : round_down(slope * z); };
+        auto s_up = [slope](double z) { return z >= 0 ? z : round_up(slope * z); };
+        double new_lo = std::min(s_down(lo(i)), s_down(hi(i)));
+        double new_hi = std::max(s_up(lo(i)), s_up(hi(i)));
+        if (lo(i) < 0 && hi(i) > 0) new_lo = std::min(new_lo, 0.0), new_hi = std::max(new_hi, 0.0);
+        lo(i) = new_lo;
+        hi(i) = new_hi;
       }
       ++act;
     }

@@ -43,6 +43,17 @@ def test_box_bounds_contain_sampled_pre_activations_and_jacobians(p, q):
                    for j in jac) <= b["norm_upper"]
 
 
+def test_negative_leaky_slope_interval_images_are_sound():
+    rng = np.random.default_rng(45)
+    net = random_mlp(rng, [3, 8, 6, 2], lambda: lc.LeakyReLU(-0.7))
+    lo, hi = -np.ones(3), np.ones(3)
+    b = bound(net, lo, hi)
+    x = lo + (hi - lo) * rng.random((2000, 3))
+    for z, zl, zu in zip(pre_activations(net, x), b["pre_lower"], b["pre_upper"]):
+        assert np.all(z >= zl) and np.all(z <= zu)
+    assert np.all(np.abs(net.jacobian(x) - b["jacobian_center"]) <= b["jacobian_radius"])
+
+
 @pytest.mark.parametrize("p", NORMS)
 def test_root_bound_is_above_the_exact_local_constant(p):
     rng = np.random.default_rng(41)

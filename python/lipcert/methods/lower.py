@@ -116,11 +116,13 @@ def lower_bound(net: Network, p: float, q: float, domain=None, seed: int = 0, sa
         center = domain.center.ravel() if hasattr(domain, "center") else (domain.lower + domain.upper).ravel() / 2
         chunks.append(center[None])
         values.append(search.norms(chunks[-1]))
-    chunk = 8
+    # Jacobians are (output_size x input_size) each: keep a chunk of them within ~200 MB.
+    chunk_cap = max(1, int(2.5e7 // max(1, net.input_size * net.output_size)))
+    chunk = min(8, chunk_cap)
     while sum(len(c) for c in chunks) < samples and (not chunks or time.perf_counter() < start + 0.4 * time_budget):
         chunks.append(search.sample(chunk))
         values.append(search.norms(chunks[-1]))
-        chunk = min(2 * chunk, 64)
+        chunk = min(2 * chunk, 64, chunk_cap)
     x, values = np.concatenate(chunks), np.concatenate(values)
     order = np.argsort(values)[::-1][:starts]
     found = []
