@@ -1,5 +1,6 @@
 #include "lipcert/lp.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -8,6 +9,7 @@
 // The C API: highsbox's libhighs.so is built with the pre-C++11 std::string ABI, so its C++ classes
 // cannot be called from code built with the default ABI; the C API is ABI-neutral.
 #include "interfaces/highs_c_api.h"
+#include "lipcert/rounding.hpp"
 
 namespace lipcert {
 
@@ -99,6 +101,66 @@ double chebyshev_radius(const Eigen::Ref<const Eigen::MatrixXd>& a, const Eigen:
     for (Eigen::Index j = 0; j < n; ++j) (*center)(j) = x[j];
   }
   return x[n];
+}
+
+namespace {
+
+// The rigorous check of one candidate certificate y >= 0.
+bool farkas_holds(const Eigen::Ref<const Eigen::MatrixXd>& g, const Eigen::Ref<const Eigen::VectorXd>& h,
+                  const Eigen::Ref<const Eigen::MatrixXd>& g_error, const Eigen::Ref<const Eigen::VectorXd>& h_error,
+                  const Eigen::Ref<const Eigen::VectorXd>& lower, const Eigen::Ref<const Eigen::VectorXd>& upper,
+                  const Eigen::VectorXd& y) {
+  const double m = static_cast<double>(g.rows());
+  // v = G*^T y lies in [v - v_rad, v + v_rad].
+  const Eigen::VectorXd v = g.transpose() * y;
+  const Eigen::VectorXd v_rad = ((g.cwiseAbs().transpose() * y) * gamma(m + 2) + g_error.transpose() * y) *
+                                (1 + gamma(m + 4));
+  double lhs = 0.0, lhs_abs = 0.0;  // min over the box of v*^T x, summed with its rounding error tracked
+  for (Eigen::Index k = 0; k < v.size(); ++k) {
+    const double a = round_down(v(k) - v_rad(k)), b = round_up(v(k) + v_rad(k));
+    const double t = std::min({round_down(a * lower(k)), round_down(a * upper(k)), round_down(b * lower(k)),
+                               round_down(b * upper(k))});
+    lhs += t;
+    lhs_abs += std::abs(t);
+  }
+  lhs = round_down(lhs - gamma(static_cast<double>(v.size()) + 2) * lhs_abs);
+  const double rhs = round_up(y.dot(h) + (y.dot(h.cwiseAbs()) * gamma(m + 2) + y.dot(h_error)) * (1 + gamma(m + 4)));
+  return std::isfinite(lhs) && std::isfinite(rhs) && lhs > rhs;
+}
+
+}  // namespace
+
+bool prove_infeasible(const Eigen::Ref<const Eigen::MatrixXd>& g, const Eigen::Ref<const Eigen::VectorXd>& h,
+                      const Eigen::Ref<const Eigen::MatrixXd>& g_error, const Eigen::Ref<const Eigen::VectorXd>& h_error,
+                      const Eigen::Ref<const Eigen::VectorXd>& lower, const Eigen::Ref<const Eigen::VectorXd>& upper) {
+  const Eigen::Index m = g.rows(), n = g.cols();
+  if (m == 0 || !lower.allFinite() || !upper.allFinite()) return false;
+  const double inf = std::numeric_limits<double>::infinity();
+  std::vector<double> cost(n, 0.0), col_lower(lower.data(), lower.data() + n), col_upper(upper.data(), upper.data() + n);
+  std::vector<double> row_lower(m, -inf), row_upper(h.data(), h.data() + m);
+  std::vector<HighsInt> start{0}, index;
+  std::vector<double> value;
+  for (Eigen::Index j = 0; j < n; ++j) {
+    for (Eigen::Index i = 0; i < m; ++i)
+      if (g(i, j) != 0.0) index.push_back(static_cast<HighsInt>(i)), value.push_back(g(i, j));
+    start.push_back(static_cast<HighsInt>(index.size()));
+  }
+  HighsHandle highs;
+  if (Highs_passLp(highs.get(), static_cast<HighsInt>(n), static_cast<HighsInt>(m), static_cast<HighsInt>(index.size()),
+                   kHighsMatrixFormatColwise, kHighsObjSenseMinimize, 0.0, cost.data(), col_lower.data(),
+                   col_upper.data(), row_lower.data(), row_upper.data(), start.data(), index.data(),
+                   value.data()) != kHighsStatusOk)
+    return false;
+  Highs_setBoolOptionValue(highs.get(), "presolve", 0);  // keep the dual ray in the original rows
+  Highs_run(highs.get());
+  if (Highs_getModelStatus(highs.get()) != kHighsModelStatusInfeasible) return false;
+  HighsInt has_ray = 0;
+  std::vector<double> ray(m, 0.0);
+  if (Highs_getDualRay(highs.get(), &has_ray, ray.data()) != kHighsStatusOk || !has_ray) return false;
+  const Eigen::Map<const Eigen::VectorXd> r(ray.data(), m);
+  // The sign convention of the ray is HiGHS's business: try both orientations, keep the proof.
+  return farkas_holds(g, h, g_error, h_error, lower, upper, r.cwiseMax(0.0)) ||
+         farkas_holds(g, h, g_error, h_error, lower, upper, (-r).cwiseMax(0.0));
 }
 
 }  // namespace lipcert

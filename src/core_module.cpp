@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "lipcert/bab.hpp"
 #include "lipcert/certified_jvp.hpp"
 #include "lipcert/linear_ops.hpp"
 #include "lipcert/lp.hpp"
@@ -205,6 +206,43 @@ PYBIND11_MODULE(_core, m) {
     }
     return out;
   }, "Certified bounds over box-and-assignment subdomains (interval pre-activations, Jacobian set, its norm).");
+
+  m.def("lipschitz_bab", [](const Network& net, const Eigen::VectorXd& lower, const Eigen::VectorXd& upper, double p,
+                            double q, double tol, double time_limit, long max_nodes, double initial_lower,
+                            const Eigen::VectorXd& initial_witness, py::object progress) {
+    BabOptions options;
+    options.tol = tol;
+    options.time_limit = time_limit;
+    options.max_nodes = max_nodes;
+    std::function<bool(const BabProgress&)> callback = [&progress](const BabProgress& state) {
+      py::gil_scoped_acquire acquire;
+      if (PyErr_CheckSignals() != 0) {  // Ctrl-C: stop cleanly with the bounds so far
+        PyErr_Clear();
+        return false;
+      }
+      if (progress.is_none()) return true;
+      return progress(state.lower, state.upper, state.seconds, state.nodes, state.open).cast<bool>();
+    };
+    BabResult r;
+    {
+      py::gil_scoped_release release;
+      r = lipschitz_bab(net, lower, upper, norm_from_double(p), norm_from_double(q), options, initial_lower,
+                        initial_witness, callback);
+    }
+    py::dict d;
+    d["lower"] = r.lower;
+    d["upper"] = r.upper;
+    d["witness"] = r.witness;
+    d["exact"] = r.exact;
+    d["status"] = r.status;
+    d["nodes"] = r.nodes;
+    d["pruned_by_bounds"] = r.pruned_by_bounds;
+    d["pruned_by_lp"] = r.pruned_by_lp;
+    d["leaves"] = r.leaves;
+    d["open"] = r.open;
+    return d;
+  }, "Branch and bound over activation patterns on a box: certified lower/upper bounds and a witness.");
+  m.def("prove_infeasible", &prove_infeasible, "Farkas-certified emptiness of {G x <= h} in a box, with error bounds.");
 
   m.def("highs_version", &highs_version);
   m.def("chebyshev_radius", [](const Eigen::MatrixXd& a, const Eigen::VectorXd& b, const Eigen::VectorXd& lower,

@@ -118,9 +118,10 @@ def exact_matrix_norm(a, p, q):
     return max(np.linalg.norm(a.T @ np.array(s)) for s in itertools.product([-1.0, 1.0], repeat=m))
 
 
-def brute_force_global_constant(net, p, q):
-    """Exact global Lipschitz constant of a small ReLU MLP: the max of ||J|| over all activation
-    patterns whose region has non-empty interior (checked with scipy's LP, independent of lipcert)."""
+def brute_force_global_constant(net, p, q, lower=None, upper=None):
+    """Exact Lipschitz constant of a small ReLU MLP on R^n (or on the box [lower, upper]): the max of
+    ||J|| over all activation patterns whose region has non-empty interior there (checked with
+    scipy's LP, independent of lipcert)."""
     from scipy.optimize import linprog
 
     dense = [l for l in net.layers if isinstance(l, lc.Dense)]
@@ -144,6 +145,9 @@ def brute_force_global_constant(net, p, q):
         if best >= exact_matrix_norm(jac, p, q):
             continue
         g, h_ = np.vstack(rows), np.concatenate(rhs)
+        if lower is not None:  # x + r <= upper and -x + r <= -lower
+            g = np.vstack([g, np.eye(n), -np.eye(n)])
+            h_ = np.concatenate([h_, upper, -np.asarray(lower)])
         norms = np.linalg.norm(g, axis=1)
         # max r s.t. g x + r ||g_i|| <= h, r <= 1: interior exists iff r > 0.
         res = linprog(np.r_[np.zeros(n), -1.0], A_ub=np.c_[g, norms], b_ub=h_,

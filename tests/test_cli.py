@@ -61,3 +61,25 @@ def test_malformed_model_file_is_one_line_error(tmp_path):
     bad.write_bytes(b"garbage")
     out = run("bound", str(bad))
     assert out.returncode == 2 and "not a readable" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_local_runs_branch_and_bound_on_a_ball(tmp_path):
+    net = random_mlp(np.random.default_rng(1), [3, 6, 6, 2])
+    model = tmp_path / "net.npz"
+    net.save(model)
+    center = tmp_path / "x.npy"
+    np.save(center, np.array([0.1, -0.2, 0.3]))
+    out = run("local", str(model), "--center", str(center), "--radius", "0.1", "--norm", "2", "--tol", "1e-9",
+              "--time-limit", "60", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["method"] == "bab" and data["exact"] and data["certified"]
+    again = lc.lipschitz(net, method="bab", domain=lc.Ball(np.array([0.1, -0.2, 0.3]), 0.1), tol=1e-9)
+    assert data["upper"] == pytest.approx(again.upper, rel=1e-9)
+
+
+def test_local_rejects_a_centre_of_the_wrong_size(model, tmp_path):
+    center = tmp_path / "x.npy"
+    np.save(center, np.zeros(7))
+    out = run("local", str(model), "--center", str(center), "--radius", "0.1")
+    assert out.returncode == 2 and "--center has 7 values" in out.stderr

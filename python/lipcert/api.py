@@ -11,7 +11,9 @@ from ._cuda_loader import cuda_available
 from .bound import Bound
 from .domain import check_domain
 from .errors import LipcertError
+from .domain import Ball, Box
 from .methods.autolip import autolip_bound
+from .methods.bab import bab_bound
 from .methods.lower import lower_bound
 from .methods.naive import naive_bound
 from .network import Network
@@ -19,18 +21,20 @@ from .norms import parse_norm
 
 logger = logging.getLogger("lipcert")
 
-UPPER_METHODS = {"naive": naive_bound, "autolip": autolip_bound}
-PLANNED_METHODS = ("seqlip", "sdp", "bab")
+UPPER_METHODS = {"naive": naive_bound, "autolip": autolip_bound, "bab": None}
+PLANNED_METHODS = ("seqlip", "sdp")
 DEVICES = ("auto", "cpu", "cuda")
 
 
 def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=None, tol: float = 1e-3,
-              time_limit: float | None = None, device: str = "auto", seed: int = 0) -> Bound:
+              time_limit: float | None = None, device: str = "auto", seed: int = 0, progress: bool = False) -> Bound:
     """Bounds the Lipschitz constant of `net` (or of x -> output @ net(x)) on `domain`.
 
-    method: "naive", "autolip" or "auto" (the tightest of those). norm: p or (p_in, p_out) with p in
-    {1, 2, inf}. domain: None (all of R^n), Box or Ball: upper bounds are global and so hold on any
-    domain; the lower bound's witness lies in the domain.
+    method: "naive", "autolip" (global upper bounds, which hold on any domain), "bab" (the exact local
+    constant of a ReLU/LeakyReLU network on a Box or an l-inf Ball, to `tol`, within `time_limit`) or
+    "auto" (all that apply; the tightest certified upper bound and the best lower bound).
+    norm: p or (p_in, p_out) with p in {1, 2, inf}. The lower bound's witness lies in the domain.
+    progress: show bab's bounds as they tighten on stderr.
     """
     if not isinstance(net, Network):
         raise TypeError(f"net must be a lipcert.Network, not {type(net).__name__}")
@@ -57,11 +61,21 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
     domain = check_domain(domain, net.input_size)
 
     start = time.perf_counter()
-    names = sorted(UPPER_METHODS) if method == "auto" else [method]
-    results = {}
+    piecewise_linear = all(type(l).__name__ in ("ReLU", "LeakyReLU") for l in net.layers if l.is_activation)
+    if method == "auto":
+        names = ["naive", "autolip"] + (["bab"] if piecewise_linear and _is_bounded_box(domain) else [])
+    else:
+        names = [method]
+    results, lower, witness = {}, 0.0, None
     for name in names:
         t0 = time.perf_counter()
-        if name == "autolip":
+        if name == "bab":
+            remaining = None if time_limit is None else max(0.1, time_limit - (time.perf_counter() - start))
+            upper, certified, stats, bab_lower, bab_witness = bab_bound(net, p_in, p_out, domain, tol, remaining, seed,
+                                                                        show_progress=progress)
+            if bab_lower > lower:
+                lower, witness = bab_lower, bab_witness
+        elif name == "autolip":
             upper, certified, stats = autolip_bound(net, p_in, p_out, use_cuda=use_cuda, seed=seed)
         else:
             upper, certified, stats = UPPER_METHODS[name](net, p_in, p_out)
@@ -72,12 +86,17 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
     if method == "auto":
         stats = dict(stats, candidates={n: r[0] for n, r in results.items()})
 
-    budget = 10.0 if time_limit is None else max(0.1, time_limit - (time.perf_counter() - start))
-    lower, witness, lower_stats = lower_bound(net, p_in, p_out, domain, seed=seed, time_budget=budget)
-    stats["lower_search"] = lower_stats
+    if "bab" not in results:
+        budget = 10.0 if time_limit is None else max(0.1, time_limit - (time.perf_counter() - start))
+        lower, witness, lower_stats = lower_bound(net, p_in, p_out, domain, seed=seed, time_budget=budget)
+        stats["lower_search"] = lower_stats
     if lower > upper and certified:
         raise LipcertError(f"internal error: certified lower bound {lower!r} exceeds certified upper bound {upper!r}")
     exact = bool(certified and (upper - lower) <= tol * upper)
     witness_out = None if witness is None else np.asarray(witness).reshape(net.input_shape)
     return Bound(upper=float(upper), lower=float(lower), certified=bool(certified), exact=exact, method=chosen,
                  norm=(p_in, p_out), time_s=time.perf_counter() - start, witness=witness_out, stats=stats)
+
+
+def _is_bounded_box(domain) -> bool:
+    return isinstance(domain, Box) or (isinstance(domain, Ball) and math.isinf(domain.p))

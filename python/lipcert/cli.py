@@ -35,7 +35,7 @@ def _norm_arg(text: str):
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default="auto", help="naive, autolip or auto (default: auto)")
+    p.add_argument("--method", default="auto", help="naive, autolip, bab or auto (default: auto; bab for local)")
     p.add_argument("--norm", default="2", type=_norm_arg, help="p or p_in,p_out with p in {1, 2, inf} (default 2)")
     p.add_argument("--tol", default=1e-3, type=float, help="relative gap at which a result counts as exact")
     p.add_argument("--time-limit", default=None, type=float, help="seconds")
@@ -51,6 +51,32 @@ def _cmd_bound(args) -> int:
         print(json.dumps(bound.to_dict()))
     else:
         print(bound)
+    return 0
+
+
+def _cmd_local(args) -> int:
+    import math
+
+    import numpy as np
+
+    from .domain import Ball
+
+    net = load(args.model)
+    try:
+        center = np.load(args.center, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read --center {args.center}: {e}") from None
+    if center.size != net.input_size:
+        raise ValueError(f"--center has {center.size} values, the network input has {net.input_size}")
+    domain = Ball(center.reshape(-1), args.radius, p=math.inf)
+    bound = lipschitz(net, method=args.method, norm=args.norm, domain=domain, tol=args.tol,
+                      time_limit=args.time_limit, device=args.device, progress=sys.stderr.isatty() and not args.json)
+    if args.json:
+        print(json.dumps(bound.to_dict()))
+    else:
+        print(bound)
+        print(f"exact: {'yes' if bound.exact else 'no'} (tol {args.tol:g}); status: {bound.stats.get('status', '-')}; "
+              f"nodes: {bound.stats.get('nodes', '-')}")
     return 0
 
 
@@ -83,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     _add_common(p)
     p.set_defaults(run=_cmd_bound)
+    p = sub.add_parser("local", help="exact local constant on an l-inf ball by branch and bound")
+    p.add_argument("model")
+    p.add_argument("--center", required=True, help=".npy file with the ball's centre")
+    p.add_argument("--radius", required=True, type=float)
+    _add_common(p)
+    p.set_defaults(run=_cmd_local, method="bab")
     p = sub.add_parser("demo", help="bounds on the networks shipped with lipcert")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_cmd_demo)

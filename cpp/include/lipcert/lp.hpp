@@ -15,4 +15,12 @@ double chebyshev_radius(const Eigen::Ref<const Eigen::MatrixXd>& a,
                         const Eigen::Ref<const Eigen::VectorXd>& lower,
                         const Eigen::Ref<const Eigen::VectorXd>& upper, Eigen::VectorXd* center);
 
+/// Proves {x : G* x <= h*, lower <= x <= upper} empty for every (G*, h*) with |G* - g| <= g_error and
+/// |h* - h| <= h_error elementwise (a bounded box is required), by a Farkas certificate: a y >= 0 for
+/// which min over the box of y^T G* x exceeds y^T h*, checked with outward rounding. HiGHS supplies
+/// candidate certificates (dual rays); nothing HiGHS says is trusted without this check.
+bool prove_infeasible(const Eigen::Ref<const Eigen::MatrixXd>& g, const Eigen::Ref<const Eigen::VectorXd>& h,
+                      const Eigen::Ref<const Eigen::MatrixXd>& g_error, const Eigen::Ref<const Eigen::VectorXd>& h_error,
+                      const Eigen::Ref<const Eigen::VectorXd>& lower, const Eigen::Ref<const Eigen::VectorXd>& upper);
+
 }  // namespace lipcert

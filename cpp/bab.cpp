@@ -1,0 +1,225 @@
+#include "lipcert/bab.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <queue>
+#include <vector>
+
+#include "lipcert/certified_jvp.hpp"
+#include "lipcert/linear_ops.hpp"
+#include "lipcert/lp.hpp"
+#include "lipcert/rounding.hpp"
+#include "lipcert/subdomain_bounds.hpp"
+
+namespace lipcert {
+
+namespace {
+
+struct Node {
+  Subdomain subdomain;
+  SubdomainBound bound;
+  double upper;
+};
+
+struct ByUpper {
+  bool operator()(const Node& a, const Node& b) const { return a.upper < b.upper; }
+};
+
+// The polytope of a node: rows g x <= h (with elementwise error bounds) for every assigned neuron in
+// the prefix of layers whose activation pattern is fully determined, where pre-activations are exact
+// affine functions of x.
+struct Region {
+  Eigen::MatrixXd g, g_error;
+  Eigen::VectorXd h, h_error;
+};
+
+Region region_of(const Network& net, const Subdomain& sub, const SubdomainBound& b) {
+  const Eigen::Index n = net.input_size();
+  Eigen::MatrixXd a = Eigen::MatrixXd::Identity(n, n), ea = Eigen::MatrixXd::Zero(n, n);
+  Eigen::VectorXd c = Eigen::VectorXd::Zero(n), ec = Eigen::VectorXd::Zero(n);
+  std::vector<Eigen::VectorXd> g_rows, ge_rows;
+  std::vector<double> h, he;
+  int act = 0;
+  for (const Layer& l : net.layers()) {
+    if (l.is_affine()) {
+      const double gk = gamma(l.inner_length() + 4);
+      const Eigen::VectorXd abs_b = l.kind == LayerKind::AvgPool2d
+                                        ? Eigen::VectorXd::Zero(l.out_shape.size())
+                                        : Eigen::VectorXd(apply_linear(l, Eigen::VectorXd::Zero(c.size()), true).col(0).cwiseAbs());
+      ea = (apply_linear(l, ea, false, true) + apply_linear(l, a.cwiseAbs(), false, true) * gk) * (1 + gk);
+      ec = (apply_linear(l, ec, false, true) + (apply_linear(l, c.cwiseAbs(), false, true).col(0) + abs_b) * gk) *
+           (1 + gk);
+      a = apply_linear(l, a, false);
+      c = apply_linear(l, c, true).col(0);
+    } else if (l.is_activation()) {
+      const double slope = l.kind == LayerKind::ReLU ? 0.0 : l.negative_slope;
+      const NeuronStates* states =
+          act < static_cast<int>(sub.states.size()) && !sub.states[act].empty() ? &sub.states[act] : nullptr;
+      Eigen::VectorXd d(c.size());
+      bool determined = true;
+      for (Eigen::Index i = 0; i < c.size(); ++i) {
+        const int s = states ? (*states)[i] : 0;
+        if (s != 0) {  // s (a_i x + c_i) >= 0
+          g_rows.push_back(-s * a.row(i).transpose());
+          ge_rows.push_back(ea.row(i).transpose());
+          h.push_back(s * c(i));
+          he.push_back(ec(i));
+          d(i) = s > 0 ? 1.0 : slope;
+        } else if (b.pre_lower[act](i) > 0) {
+          d(i) = 1.0;
+        } else if (b.pre_upper[act](i) < 0) {
+          d(i) = slope;
+        } else {
+          determined = false;
+        }
+      }
+      if (!determined) break;
+      const double u2 = 2 * kUnitRoundoff;
+      a = d.asDiagonal() * a;
+      c = d.asDiagonal() * c;
+      ea = d.cwiseAbs().asDiagonal() * ea + a.cwiseAbs() * u2;
+      ec = d.cwiseAbs().asDiagonal() * ec + c.cwiseAbs() * u2;
+      ++act;
+    }
+  }
+  Region r;
+  r.g.resize(g_rows.size(), n);
+  r.g_error.resize(g_rows.size(), n);
+  for (size_t i = 0; i < g_rows.size(); ++i) r.g.row(i) = g_rows[i], r.g_error.row(i) = ge_rows[i];
+  r.h = Eigen::Map<Eigen::VectorXd>(h.data(), h.size());
+  r.h_error = Eigen::Map<Eigen::VectorXd>(he.data(), he.size());
+  return r;
+}
+
+// Splits the most promising unstable neuron of the first layer that has any.
+std::pair<int, int> branching_neuron(const SubdomainBound& b) {
+  int layer = std::numeric_limits<int>::max(), neuron = -1;
+  double score = -1.0;
+  for (const auto& u : b.unstable) {
+    if (u.layer < layer || (u.layer == layer && u.score > score)) layer = u.layer, neuron = u.neuron, score = u.score;
+  }
+  return {layer, neuron};
+}
+
+}  // namespace
+
+BabResult lipschitz_bab(const Network& net, const Eigen::VectorXd& lower, const Eigen::VectorXd& upper, Norm p, Norm q,
+                        const BabOptions& options, double initial_lower, const Eigen::VectorXd& initial_witness,
+                        const std::function<bool(const BabProgress&)>& progress) {
+  if (!lower.allFinite() || !upper.allFinite())
+    throw std::invalid_argument("lipschitz_bab: the input box must be bounded");
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
+  double next_report = 0.5;
+
+  BabResult result;
+  result.lower = initial_lower;
+  result.witness = initial_witness;
+  std::priority_queue<Node, std::vector<Node>, ByUpper> open;
+  double closed_upper = 0.0;  // max over leaves taken off the queue
+
+  Subdomain root;
+  root.lower = lower;
+  root.upper = upper;
+  {
+    SubdomainBound b = bound_subdomain(net, root, p, q);
+    const double u = b.norm_upper;
+    open.push(Node{root, std::move(b), u});
+  }
+  result.nodes = 1;
+  auto global_upper = [&] { return std::max(closed_upper, open.empty() ? 0.0 : open.top().upper); };
+
+  while (true) {
+    const double ub = global_upper();
+    if (ub - result.lower <= options.tol * ub) {
+      result.status = "converged";
+      break;
+    }
+    if (open.empty() || open.top().upper <= result.lower * (1 + options.tol)) {
+      result.status = "stalled";  // what keeps the gap open are leaves without a certified witness
+      break;
+    }
+    if (elapsed() > options.time_limit) {
+      result.status = "time_limit";
+      break;
+    }
+    if (result.nodes >= options.max_nodes) {
+      result.status = "node_limit";
+      break;
+    }
+    if (progress && elapsed() >= next_report) {
+      next_report = elapsed() + 0.5;
+      if (!progress(BabProgress{result.lower, ub, elapsed(), result.nodes, static_cast<long>(open.size())})) {
+        result.status = "stopped";
+        break;
+      }
+    }
+    // Leaves at the top: try for a witness; a leaf whose witness fails stays in the upper bound.
+    if (open.top().bound.unstable.empty()) {
+      Node leaf = open.top();
+      open.pop();
+      ++result.leaves;
+      closed_upper = std::max(closed_upper, leaf.upper);
+      const Region region = region_of(net, leaf.subdomain, leaf.bound);
+      Eigen::VectorXd center;
+      const double radius = chebyshev_radius(region.g, region.h, lower, upper, &center);
+      if (radius > 0) {
+        center = center.cwiseMax(lower).cwiseMin(upper);
+        const Eigen::VectorXd v = operator_norm(leaf.bound.jacobian_center, p, q).argmax;
+        const CertifiedDirectional cd = certified_directional_lower(net, center, v, p, q);
+        if (cd.pattern_verified && cd.lower > result.lower) result.lower = cd.lower, result.witness = center;
+      }
+      if (closed_upper > result.lower * (1 + options.tol) && closed_upper == leaf.upper &&
+          !(radius > 0)) {
+        result.status = "stalled";  // the largest leaf has no interior point we can certify
+        break;
+      }
+      continue;
+    }
+    // Branch a batch of the most promising nodes.
+    std::vector<Node> parents;
+    while (!open.empty() && static_cast<int>(parents.size()) < options.batch && !open.top().bound.unstable.empty() &&
+           open.top().upper > result.lower * (1 + options.tol)) {
+      parents.push_back(open.top());
+      open.pop();
+    }
+    std::vector<Subdomain> children;
+    std::vector<double> parent_upper;
+    for (const Node& parent : parents) {
+      const auto [layer, neuron] = branching_neuron(parent.bound);
+      for (int s : {1, -1}) {
+        Subdomain child = parent.subdomain;
+        if (static_cast<int>(child.states.size()) <= layer) child.states.resize(parent.bound.pre_lower.size());
+        for (size_t k = 0; k < child.states.size(); ++k)
+          if (child.states[k].empty()) child.states[k].assign(parent.bound.pre_lower[k].size(), 0);
+        child.states[layer][neuron] = static_cast<int8_t>(s);
+        children.push_back(std::move(child));
+        parent_upper.push_back(parent.upper);
+      }
+    }
+    std::vector<SubdomainBound> bounds = bound_subdomains(net, children, p, q);
+    result.nodes += static_cast<long>(children.size());
+    for (size_t i = 0; i < children.size(); ++i) {
+      if (!bounds[i].feasible) {
+        ++result.pruned_by_bounds;
+        continue;
+      }
+      const Region region = region_of(net, children[i], bounds[i]);
+      if (prove_infeasible(region.g, region.h, region.g_error, region.h_error, lower, upper)) {
+        ++result.pruned_by_lp;
+        continue;
+      }
+      // A child's Jacobians are among its parent's, so the parent's bound holds for it too.
+      const double u = std::min(parent_upper[i], bounds[i].norm_upper);
+      open.push(Node{std::move(children[i]), std::move(bounds[i]), u});
+    }
+  }
+  result.upper = global_upper();
+  result.open = static_cast<long>(open.size());
+  result.exact = result.upper - result.lower <= options.tol * result.upper;
+  return result;
+}
+
+}  // namespace lipcert

@@ -1,0 +1,66 @@
+"""`bab`: exact local Lipschitz constants of ReLU / LeakyReLU networks on a bounded domain by branch
+and bound over activation patterns (the C++ engine, lipcert::lipschitz_bab).
+
+The lower bound is seeded by the sampling search of `lower.py`; the engine raises it with certified
+witnesses at the Chebyshev centres of leaf regions. Both bounds are certified; `exact` means they
+agree to `tol`.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import numpy as np
+
+from .. import _core
+from ..domain import Ball, Box
+from ..errors import UnsupportedLayerError
+from ..network import Network
+from .lower import lower_bound
+
+DEFAULT_TIME_LIMIT = 60.0
+
+
+def domain_box(domain, size: int):
+    """The box of a Box or an l-inf Ball; other domains are not supported by this version."""
+    if domain is None:
+        raise NotImplementedError("method 'bab' needs a bounded domain (lipcert.Box or lipcert.Ball with p=inf); "
+                                  "global constants by branch and bound are not implemented yet")
+    if isinstance(domain, Box):
+        return domain.lower.ravel().astype(float), domain.upper.ravel().astype(float)
+    if isinstance(domain, Ball) and domain.p == math.inf:
+        c = domain.center.ravel()
+        return c - domain.radius, c + domain.radius
+    raise NotImplementedError(f"method 'bab' supports Box and Ball(p=inf) domains in this version, not {domain!r}")
+
+
+def terminal_progress(lower, upper, seconds, nodes, open_nodes) -> bool:
+    gap = (upper - lower) / upper if upper > 0 else 0.0
+    sys.stderr.write(f"\r  {seconds:7.1f} s  lower {lower:.10g}  upper {upper:.10g}  gap {gap:.2e}  "
+                     f"nodes {nodes}  open {open_nodes}  ({nodes / max(seconds, 1e-9):.0f}/s)   ")
+    sys.stderr.flush()
+    return True
+
+
+def bab_bound(net: Network, p_in: float, p_out: float, domain, tol: float, time_limit, seed: int = 0,
+              show_progress: bool = False):
+    """Returns (upper, certified, stats, lower, witness)."""
+    for i, layer in enumerate(net.layers):
+        if layer.is_activation and type(layer).__name__ not in ("ReLU", "LeakyReLU"):
+            raise UnsupportedLayerError(f"layer {i} ({type(layer).__name__}): method 'bab' needs piecewise-linear "
+                                        "activations (ReLU, LeakyReLU); use naive or autolip for smooth ones")
+    lo, hi = domain_box(domain, net.input_size)
+    limit = DEFAULT_TIME_LIMIT if time_limit is None else float(time_limit)
+    start = time.perf_counter()
+    seed_lower, seed_witness, search = lower_bound(net, p_in, p_out, domain, seed=seed,
+                                                   time_budget=min(2.0, 0.1 * limit))
+    witness = np.zeros(net.input_size) if seed_witness is None else np.asarray(seed_witness, dtype=float).ravel()
+    remaining = max(0.0, limit - (time.perf_counter() - start))
+    result = _core.lipschitz_bab(net._core, lo, hi, p_in, p_out, tol, remaining, 10_000_000, seed_lower, witness,
+                                 terminal_progress if show_progress else None)
+    if show_progress:
+        sys.stderr.write("\n")
+    lower, upper, found = result.pop("lower"), result.pop("upper"), result.pop("witness")
+    stats = dict(result, lower_search=search)
+    return upper, True, stats, lower, (found if lower > 0 else None)

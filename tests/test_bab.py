@@ -1,0 +1,124 @@
+"""method="bab": exact local constants by branch and bound, against brute-force enumeration of
+activation regions and the published LipBaB values."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import lipcert as lc
+from conftest import brute_force_global_constant, exact_matrix_norm, random_mlp
+
+NORMS = [1.0, 2.0, math.inf]
+
+# Published exact local constants (LipBaB, Bhowmick et al. 2021), see shared/data/README.md.
+LIPBAB = {
+    "SDnet_(10,15,10,3)": (0.1, {2.0: 9.530716922306004, 1.0: 10.41286850374477, math.inf: 16.274810805318676}),
+    "SDnet_(10,20,15,10,3)": (0.1, {2.0: 40.05651016370293, 1.0: 48.04897158493324, math.inf: 72.28569774866806}),
+    "iris_net_(4,5,5,3)": (1.0, {2.0: 6.771454513402937, 1.0: 5.958048912394726, math.inf: 12.605085581416922}),
+}
+
+
+def load_lipbab(directory, name):
+    weights = np.load(directory / f"{name}_weights.npy", allow_pickle=True)
+    biases = np.load(directory / f"{name}_biases.npy", allow_pickle=True)
+    layers = []
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        layers.append(lc.Dense(np.asarray(w, dtype=float).T, np.asarray(b, dtype=float)))
+        if i < len(weights) - 1:
+            layers.append(lc.ReLU())
+    return lc.Network(layers, (np.asarray(weights[0]).shape[0],))
+
+
+@pytest.mark.parametrize("name", sorted(LIPBAB))
+@pytest.mark.parametrize("p", NORMS)
+def test_lipbab_networks_reproduce_the_published_exact_values(shared_data, name, p):
+    net = load_lipbab(shared_data / "lipbab", name)
+    side, values = LIPBAB[name]
+    box = lc.Box(np.zeros(net.input_size), np.full(net.input_size, side))
+    b = lc.lipschitz(net, method="bab", norm=p, domain=box, tol=1e-9, time_limit=120)
+    assert b.exact and b.certified
+    assert b.lower <= values[p] * (1 + 1e-12) and values[p] <= b.upper * (1 + 1e-12)
+    assert b.upper == pytest.approx(values[p], rel=1e-9)
+    jac = net.jacobian(b.witness[None])[0]
+    assert b.lower <= exact_matrix_norm(jac, p, p) if p != math.inf or net.input_size <= 12 else True
+    assert np.all(b.witness >= 0) and np.all(b.witness <= side)
+
+
+@pytest.mark.parametrize("p,q", [(2.0, 2.0), (1.0, 1.0), (math.inf, math.inf), (math.inf, 1.0), (2.0, math.inf)])
+def test_bab_matches_brute_force_on_small_boxes(p, q):
+    rng = np.random.default_rng(60)
+    for sizes in ([2, 8, 2], [3, 5, 4, 2]):
+        net = random_mlp(rng, sizes)
+        lo, hi = -np.full(sizes[0], 0.7), np.full(sizes[0], 0.5)
+        exact = brute_force_global_constant(net, p, q, lo, hi)
+        b = lc.lipschitz(net, method="bab", norm=(p, q), domain=lc.Box(lo, hi), tol=1e-10)
+        assert b.exact
+        assert b.lower <= exact * (1 + 1e-12) and exact <= b.upper * (1 + 1e-12)
+        assert b.upper == pytest.approx(exact, rel=1e-9)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), hidden=st.integers(2, 6), nodes=st.integers(1, 40),
+       p=st.sampled_from(NORMS), leaky=st.booleans())
+def test_lower_le_exact_le_upper_at_every_node_limit(seed, hidden, nodes, p, leaky):
+    from lipcert import _core
+
+    rng = np.random.default_rng(seed)
+    act = (lambda: lc.LeakyReLU(0.2)) if leaky else lc.ReLU
+    net = random_mlp(rng, [2, hidden, hidden, 2], act)
+    lo, hi = rng.uniform(-1, 0, 2), rng.uniform(0, 1, 2)
+    exact = brute_force_global_constant(net, p, p, lo, hi) if not leaky else None
+    r = _core.lipschitz_bab(net._core, lo, hi, p, p, 0.0, 30.0, nodes, 0.0, np.zeros(2), None)
+    assert r["lower"] <= r["upper"]
+    if exact is not None:
+        assert r["lower"] <= exact * (1 + 1e-12) and exact <= r["upper"] * (1 + 1e-12)
+    if r["lower"] > 0:
+        jac = net.jacobian(r["witness"][None])[0]
+        assert r["lower"] <= exact_matrix_norm(jac, p, p) * (1 + 1e-12)
+        assert np.all(r["witness"] >= lo) and np.all(r["witness"] <= hi)
+
+
+def test_time_limit_returns_the_best_certified_pair(shared_data):
+    net = load_lipbab(shared_data / "lipbab", "SDnet_(10,30,30,30,3)")
+    box = lc.Box(np.zeros(10), np.full(10, 0.1))
+    b = lc.lipschitz(net, method="bab", norm=2, domain=box, tol=1e-9, time_limit=1.0)
+    assert b.certified and 0 < b.lower <= 19.462799793264388 * (1 + 1e-12) <= b.upper * (1 + 1e-12)
+    assert b.stats["status"] in ("time_limit", "converged")
+
+
+def test_auto_uses_bab_on_bounded_domains_and_is_tighter():
+    net = random_mlp(np.random.default_rng(61), [3, 10, 10, 2])
+    box = lc.Box(np.zeros(3), np.full(3, 0.2))
+    auto = lc.lipschitz(net, method="auto", domain=box, tol=1e-9)
+    assert auto.method == "bab" and auto.exact
+    assert auto.upper <= lc.lipschitz(net, method="autolip").upper
+
+
+def test_farkas_certificate_proves_only_empty_polytopes():
+    from lipcert import _core
+
+    lo, hi = np.zeros(2), np.ones(2)
+    zero = np.zeros((1, 2))
+    # x1 + x2 <= -0.5 is empty in the unit box; x1 + x2 <= 0.5 is not
+    assert _core.prove_infeasible(np.array([[1.0, 1.0]]), np.array([-0.5]), zero, np.zeros(1), lo, hi)
+    assert not _core.prove_infeasible(np.array([[1.0, 1.0]]), np.array([0.5]), zero, np.zeros(1), lo, hi)
+    # an error bound large enough to make the set possibly non-empty defeats the proof
+    assert not _core.prove_infeasible(np.array([[1.0, 1.0]]), np.array([-0.5]), zero, np.array([1.0]), lo, hi)
+
+
+@pytest.mark.parametrize("kwargs,error", [
+    (dict(domain=None), NotImplementedError),
+    (dict(domain=lc.Ball(np.zeros(3), 0.1, p=2)), NotImplementedError),
+])
+def test_unsupported_domains_are_clear_errors(kwargs, error):
+    net = random_mlp(np.random.default_rng(62), [3, 4, 2])
+    with pytest.raises(error, match="bab"):
+        lc.lipschitz(net, method="bab", **kwargs)
+
+
+def test_smooth_activations_are_rejected_by_bab():
+    net = random_mlp(np.random.default_rng(63), [3, 4, 2], lc.Tanh)
+    with pytest.raises(lc.UnsupportedLayerError, match="Tanh"):
+        lc.lipschitz(net, method="bab", domain=lc.Box(np.zeros(3), np.ones(3)))
