@@ -131,7 +131,72 @@ BabResult lipschitz_bab(const Network& net, const Eigen::VectorXd& lower, const 
   result.nodes = 1;
   auto global_upper = [&] { return std::max(closed_upper, open.empty() ? 0.0 : open.top().upper); };
 
-  while (true) {
+  // Bounds the two children of each parent and drops those proved empty (interval contradiction or a
+  // Farkas-verified LP); a child's Jacobians are among its parent's, so the parent's bound holds too.
+  auto split = [&](const std::vector<Node>& parents) {
+    std::vector<Subdomain> children;
+    std::vector<double> parent_upper;
+    for (const Node& parent : parents) {
+      const auto [layer, neuron] = branching_neuron(parent.bound);
+      for (int s : {1, -1}) {
+        Subdomain child = parent.subdomain;
+        child.states.resize(parent.bound.pre_lower.size());
+        for (size_t k = 0; k < child.states.size(); ++k)
+          if (child.states[k].empty()) child.states[k].assign(parent.bound.pre_lower[k].size(), 0);
+        child.states[layer][neuron] = static_cast<int8_t>(s);
+        children.push_back(std::move(child));
+        parent_upper.push_back(parent.upper);
+      }
+    }
+    std::vector<SubdomainBound> bounds = bound_subdomains(net, children, p, q);
+    result.nodes += static_cast<long>(children.size());
+    std::vector<Node> kept;
+    for (size_t i = 0; i < children.size(); ++i) {
+      if (!bounds[i].feasible) {
+        ++result.pruned_by_bounds;
+        continue;
+      }
+      const Region region = region_of(net, children[i], bounds[i]);
+      if (prove_infeasible(region.g, region.h, region.g_error, region.h_error, lower, upper)) {
+        ++result.pruned_by_lp;
+        continue;
+      }
+      const double u = std::min(parent_upper[i], bounds[i].norm_upper);
+      kept.push_back(Node{std::move(children[i]), std::move(bounds[i]), u});
+    }
+    return kept;
+  };
+  // A leaf has one Jacobian: certify it at an interior point of its region (the Chebyshev centre).
+  // Returns false when no interior point could be certified.
+  auto certify_leaf = [&](const Node& leaf) {
+    ++result.leaves;
+    const Region region = region_of(net, leaf.subdomain, leaf.bound);
+    Eigen::VectorXd center;
+    if (!(chebyshev_radius(region.g, region.h, lower, upper, &center) > 0)) return false;
+    center = center.cwiseMax(lower).cwiseMin(upper);
+    const Eigen::VectorXd v = operator_norm(leaf.bound.jacobian_center, p, q).argmax;
+    const CertifiedDirectional cd = certified_directional_lower(net, center, v, p, q);
+    if (cd.pattern_verified && cd.lower > result.lower) result.lower = cd.lower, result.witness = center;
+    return cd.pattern_verified;
+  };
+  // A depth-first dive from the best open node, keeping the larger child and queueing the other,
+  // so that leaves (and certified witnesses) are reached early.
+  auto dive = [&]() {
+    if (open.empty() || open.top().bound.unstable.empty()) return;
+    Node node = open.top();
+    open.pop();
+    while (!node.bound.unstable.empty()) {
+      std::vector<Node> children = split({node});
+      if (children.empty()) return;
+      std::sort(children.begin(), children.end(), [](const Node& a, const Node& b) { return a.upper > b.upper; });
+      for (size_t i = 1; i < children.size(); ++i) open.push(std::move(children[i]));
+      node = std::move(children[0]);
+    }
+    closed_upper = std::max(closed_upper, node.upper);
+    certify_leaf(node);
+  };
+
+  for (long iteration = 0;; ++iteration) {
     const double ub = global_upper();
     if (ub - result.lower <= options.tol * ub) {
       result.status = "converged";
@@ -156,65 +221,27 @@ BabResult lipschitz_bab(const Network& net, const Eigen::VectorXd& lower, const 
         break;
       }
     }
-    // Leaves at the top: try for a witness; a leaf whose witness fails stays in the upper bound.
     if (open.top().bound.unstable.empty()) {
       Node leaf = open.top();
       open.pop();
-      ++result.leaves;
       closed_upper = std::max(closed_upper, leaf.upper);
-      const Region region = region_of(net, leaf.subdomain, leaf.bound);
-      Eigen::VectorXd center;
-      const double radius = chebyshev_radius(region.g, region.h, lower, upper, &center);
-      if (radius > 0) {
-        center = center.cwiseMax(lower).cwiseMin(upper);
-        const Eigen::VectorXd v = operator_norm(leaf.bound.jacobian_center, p, q).argmax;
-        const CertifiedDirectional cd = certified_directional_lower(net, center, v, p, q);
-        if (cd.pattern_verified && cd.lower > result.lower) result.lower = cd.lower, result.witness = center;
-      }
-      if (closed_upper > result.lower * (1 + options.tol) && closed_upper == leaf.upper &&
-          !(radius > 0)) {
+      if (!certify_leaf(leaf) && closed_upper == leaf.upper && closed_upper > result.lower * (1 + options.tol)) {
         result.status = "stalled";  // the largest leaf has no interior point we can certify
         break;
       }
       continue;
     }
-    // Branch a batch of the most promising nodes.
+    if (iteration % 8 == 0) {
+      dive();
+      continue;
+    }
     std::vector<Node> parents;
     while (!open.empty() && static_cast<int>(parents.size()) < options.batch && !open.top().bound.unstable.empty() &&
            open.top().upper > result.lower * (1 + options.tol)) {
       parents.push_back(open.top());
       open.pop();
     }
-    std::vector<Subdomain> children;
-    std::vector<double> parent_upper;
-    for (const Node& parent : parents) {
-      const auto [layer, neuron] = branching_neuron(parent.bound);
-      for (int s : {1, -1}) {
-        Subdomain child = parent.subdomain;
-        if (static_cast<int>(child.states.size()) <= layer) child.states.resize(parent.bound.pre_lower.size());
-        for (size_t k = 0; k < child.states.size(); ++k)
-          if (child.states[k].empty()) child.states[k].assign(parent.bound.pre_lower[k].size(), 0);
-        child.states[layer][neuron] = static_cast<int8_t>(s);
-        children.push_back(std::move(child));
-        parent_upper.push_back(parent.upper);
-      }
-    }
-    std::vector<SubdomainBound> bounds = bound_subdomains(net, children, p, q);
-    result.nodes += static_cast<long>(children.size());
-    for (size_t i = 0; i < children.size(); ++i) {
-      if (!bounds[i].feasible) {
-        ++result.pruned_by_bounds;
-        continue;
-      }
-      const Region region = region_of(net, children[i], bounds[i]);
-      if (prove_infeasible(region.g, region.h, region.g_error, region.h_error, lower, upper)) {
-        ++result.pruned_by_lp;
-        continue;
-      }
-      // A child's Jacobians are among its parent's, so the parent's bound holds for it too.
-      const double u = std::min(parent_upper[i], bounds[i].norm_upper);
-      open.push(Node{std::move(children[i]), std::move(bounds[i]), u});
-    }
+    for (Node& child : split(parents)) open.push(std::move(child));
   }
   result.upper = global_upper();
   result.open = static_cast<long>(open.size());

@@ -1,0 +1,87 @@
+"""Branch and bound (`bab`) on LipBaB's networks and LipMIP's random suites.
+
+    python benchmarks/bench_bab.py [--shared ../shared/data] [--time-limit 300]
+
+Times the C++ engine alone (lipcert._core.lipschitz_bab, unseeded lower bound) to an exact result
+(tol 1e-9) and to a 1% gap, and the whole lipschitz(method="bab") call. LipBaB's own times (pure
+Python + cvxopt/GLPK, measured on one of these 2-core machines, p = 2) come from shared/data/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+import lipcert as lc
+from lipcert import _core
+
+LIPBAB = {  # name: (box side, LipBaB's time for p = 2 in seconds, published p = 2 value)
+    "iris_net_(4,5,5,3)": (1.0, 0.065, 6.771454513402937),
+    "SDnet_(10,15,10,3)": (0.1, 0.44, 9.530716922306004),
+    "SDnet_(10,20,15,10,3)": (0.1, 6.05, 40.05651016370293),
+    "SDnet_(10,30,30,30,3)": (0.1, 186.6, 19.462799793264388),
+}
+
+
+def load_lipbab(directory: Path, name: str) -> lc.Network:
+    weights = np.load(directory / f"{name}_weights.npy", allow_pickle=True)
+    biases = np.load(directory / f"{name}_biases.npy", allow_pickle=True)
+    layers = []
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        layers.append(lc.Dense(np.asarray(w, dtype=float).T, np.asarray(b, dtype=float)))
+        if i < len(weights) - 1:
+            layers.append(lc.ReLU())
+    return lc.Network(layers, (np.asarray(weights[0]).shape[0],))
+
+
+def engine(net, lo, hi, p, q, tol, limit):
+    t = time.perf_counter()
+    r = _core.lipschitz_bab(net._core, lo, hi, p, q, tol, limit, 10_000_000, 0.0, np.zeros(net.input_size), None)
+    return time.perf_counter() - t, r
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--time-limit", type=float, default=300.0)
+    args = parser.parse_args(argv)
+
+    print("## LipBaB networks (box [0, side]^n, p -> p)\n")
+    print("| network | p | exact value | engine to exact (s) | nodes | engine to 1% (s) | lipschitz() (s) | LipBaB p=2 (s) | speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, (side, lipbab_time, published) in LIPBAB.items():
+        net = load_lipbab(args.shared / "lipbab", name)
+        lo, hi = np.zeros(net.input_size), np.full(net.input_size, side)
+        for p in (2.0, 1.0, math.inf):
+            t_exact, r = engine(net, lo, hi, p, p, 1e-9, args.time_limit)
+            t_gap, _ = engine(net, lo, hi, p, p, 1e-2, args.time_limit)
+            t = time.perf_counter()
+            lc.lipschitz(net, method="bab", norm=p, domain=lc.Box(lo, hi), tol=1e-9, time_limit=args.time_limit)
+            t_call = time.perf_counter() - t
+            speed = f"{lipbab_time / t_exact:.0f}x" if p == 2.0 else ""
+            value = f"{r['upper']:.12g}" if r["exact"] else f"[{r['lower']:.6g}, {r['upper']:.6g}] ({r['status']})"
+            print(f"| {name} | {p:g} | {value} | {t_exact:.3f} | {r['nodes']} | {t_gap:.3f} | {t_call:.3f} "
+                  f"| {lipbab_time if p == 2.0 else ''} | {speed} |", flush=True)
+
+    print("\n## LipMIP suites (l-inf ball radius 0.1, margin c = [1, -1], l-inf -> l1 of the margin)\n")
+    print("| network | engine to exact (s) | nodes | value |")
+    print("|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    suites = [[2, 20 * w, 20 * w, 20 * w, 2] for w in (1, 2)] + [[2] + [20] * d + [2] for d in (3, 5, 7)]
+    for sizes in suites:
+        layers = []
+        for i in range(len(sizes) - 1):
+            layers.append(lc.Dense(rng.normal(size=(sizes[i + 1], sizes[i])) / math.sqrt(sizes[i]), rng.normal(size=sizes[i + 1]) * 0.1))
+            if i < len(sizes) - 2:
+                layers.append(lc.ReLU())
+        net = lc.Network(layers, (2,)).with_output(np.array([[1.0, -1.0]]))
+        center = rng.normal(size=2)
+        t, r = engine(net, center - 0.1, center + 0.1, math.inf, 1.0, 1e-9, args.time_limit)
+        print(f"| {'-'.join(map(str, sizes))} | {t:.3f} | {r['nodes']} | {r['upper']:.10g} ({r['status']}) |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
