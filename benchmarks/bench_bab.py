@@ -26,15 +26,10 @@ LIPBAB = {  # name: (box side, LipBaB's time for p = 2 in seconds, published p =
 }
 
 
-def load_lipbab(directory: Path, name: str) -> lc.Network:
-    weights = np.load(directory / f"{name}_weights.npy", allow_pickle=True)
-    biases = np.load(directory / f"{name}_biases.npy", allow_pickle=True)
-    layers = []
-    for i, (w, b) in enumerate(zip(weights, biases)):
-        layers.append(lc.Dense(np.asarray(w, dtype=float).T, np.asarray(b, dtype=float)))
-        if i < len(weights) - 1:
-            layers.append(lc.ReLU())
-    return lc.Network(layers, (np.asarray(weights[0]).shape[0],))
+def load_lipbab(directory, name):
+    """LipBaB's networks: scikit-learn coefs_ / intercepts_ saved as numpy object arrays."""
+    return lc.from_sklearn(np.load(directory / f"{name}_weights.npy", allow_pickle=True),
+                           np.load(directory / f"{name}_biases.npy", allow_pickle=True))
 
 
 def engine(net, lo, hi, p, q, tol, limit):

@@ -21,14 +21,9 @@ LIPBAB = {
 
 
 def load_lipbab(directory, name):
-    weights = np.load(directory / f"{name}_weights.npy", allow_pickle=True)
-    biases = np.load(directory / f"{name}_biases.npy", allow_pickle=True)
-    layers = []
-    for i, (w, b) in enumerate(zip(weights, biases)):
-        layers.append(lc.Dense(np.asarray(w, dtype=float).T, np.asarray(b, dtype=float)))
-        if i < len(weights) - 1:
-            layers.append(lc.ReLU())
-    return lc.Network(layers, (np.asarray(weights[0]).shape[0],))
+    """LipBaB's networks: scikit-learn coefs_ / intercepts_ saved as numpy object arrays."""
+    return lc.from_sklearn(np.load(directory / f"{name}_weights.npy", allow_pickle=True),
+                           np.load(directory / f"{name}_biases.npy", allow_pickle=True))
 
 
 @pytest.mark.parametrize("name", sorted(LIPBAB))

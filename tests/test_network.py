@@ -196,3 +196,16 @@ def test_activation_slope_bounds():
     assert lc.Sigmoid().slope_bounds == (0.0, 0.25)
     assert lc.Tanh().slope_bounds == (0.0, 1.0)
     assert not math.isnan(lc.LeakyReLU(2.0).slope_bounds[1])
+
+
+def test_from_sklearn_matches_the_fitted_mlp():
+    sklearn = pytest.importorskip("sklearn.neural_network")
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(60, 4))
+    y = x[:, 0] - 2 * x[:, 1] ** 2
+    for activation in ("relu", "tanh", "logistic"):
+        model = sklearn.MLPRegressor(hidden_layer_sizes=(8, 6), activation=activation, max_iter=50, random_state=0).fit(x, y)
+        net = lc.from_sklearn(model)
+        np.testing.assert_allclose(net(x)[:, 0], model.predict(x), rtol=1e-10, atol=1e-12)
+    with pytest.raises(lc.UnsupportedLayerError, match="softsign"):
+        lc.from_sklearn([np.ones((2, 2))], [np.zeros(2)], activation="softsign")

@@ -10,7 +10,7 @@ from .api import lipschitz
 from .bound import Bound
 from .domain import Ball, Box
 from .errors import InvalidNetworkError, LipcertError, UnsupportedLayerError
-from .io import from_torch, load
+from .io import from_sklearn, from_torch, load
 from .layers import AvgPool2d, Conv2d, Dense, Flatten, LeakyReLU, ReLU, Sigmoid, Tanh
 from .network import Network
 
@@ -18,6 +18,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Network", "Dense", "Conv2d", "AvgPool2d", "Flatten", "ReLU", "LeakyReLU", "Tanh", "Sigmoid",
-    "lipschitz", "Bound", "Box", "Ball", "load", "from_torch", "cuda_available", "cuda_compiled",
+    "lipschitz", "Bound", "Box", "Ball", "load", "from_torch", "from_sklearn", "cuda_available", "cuda_compiled",
     "LipcertError", "InvalidNetworkError", "UnsupportedLayerError",
 ]

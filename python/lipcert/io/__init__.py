@@ -5,9 +5,10 @@ import os
 
 from ..errors import InvalidNetworkError
 from ..network import Network
+from .sklearn import from_sklearn
 from .torch import from_torch
 
-__all__ = ["load", "from_torch"]
+__all__ = ["load", "from_torch", "from_sklearn"]
 
 
 def load(path) -> Network:
