@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "lipcert/certified_jvp.hpp"
-#include "lipcert/linear_ops.hpp"
 #include "lipcert/lp.hpp"
 #include "lipcert/rounding.hpp"
 #include "lipcert/subdomain_bounds.hpp"
@@ -25,72 +24,6 @@ struct Node {
 struct ByUpper {
   bool operator()(const Node& a, const Node& b) const { return a.upper < b.upper; }
 };
-
-// The polytope of a node: rows g x <= h (with elementwise error bounds) for every assigned neuron in
-// the prefix of layers whose activation pattern is fully determined, where pre-activations are exact
-// affine functions of x.
-struct Region {
-  Eigen::MatrixXd g, g_error;
-  Eigen::VectorXd h, h_error;
-};
-
-Region region_of(const Network& net, const Subdomain& sub, const SubdomainBound& b) {
-  const Eigen::Index n = net.input_size();
-  Eigen::MatrixXd a = Eigen::MatrixXd::Identity(n, n), ea = Eigen::MatrixXd::Zero(n, n);
-  Eigen::VectorXd c = Eigen::VectorXd::Zero(n), ec = Eigen::VectorXd::Zero(n);
-  std::vector<Eigen::VectorXd> g_rows, ge_rows;
-  std::vector<double> h, he;
-  int act = 0;
-  for (const Layer& l : net.layers()) {
-    if (l.is_affine()) {
-      const double gk = gamma(l.inner_length() + 4);
-      const Eigen::VectorXd abs_b = l.kind == LayerKind::AvgPool2d
-                                        ? Eigen::VectorXd::Zero(l.out_shape.size())
-                                        : Eigen::VectorXd(apply_linear(l, Eigen::VectorXd::Zero(c.size()), true).col(0).cwiseAbs());
-      ea = (apply_linear(l, ea, false, true) + apply_linear(l, a.cwiseAbs(), false, true) * gk) * (1 + gk);
-      ec = (apply_linear(l, ec, false, true) + (apply_linear(l, c.cwiseAbs(), false, true).col(0) + abs_b) * gk) *
-           (1 + gk);
-      a = apply_linear(l, a, false);
-      c = apply_linear(l, c, true).col(0);
-    } else if (l.is_activation()) {
-      const double slope = l.kind == LayerKind::ReLU ? 0.0 : l.negative_slope;
-      const NeuronStates* states =
-          act < static_cast<int>(sub.states.size()) && !sub.states[act].empty() ? &sub.states[act] : nullptr;
-      Eigen::VectorXd d(c.size());
-      bool determined = true;
-      for (Eigen::Index i = 0; i < c.size(); ++i) {
-        const int s = states ? (*states)[i] : 0;
-        if (s != 0) {  // s (a_i x + c_i) >= 0
-          g_rows.push_back(-s * a.row(i).transpose());
-          ge_rows.push_back(ea.row(i).transpose());
-          h.push_back(s * c(i));
-          he.push_back(ec(i));
-          d(i) = s > 0 ? 1.0 : slope;
-        } else if (b.pre_lower[act](i) > 0) {
-          d(i) = 1.0;
-        } else if (b.pre_upper[act](i) < 0) {
-          d(i) = slope;
-        } else {
-          determined = false;
-        }
-      }
-      if (!determined) break;
-      const double u2 = 2 * kUnitRoundoff;
-      a = d.asDiagonal() * a;
-      c = d.asDiagonal() * c;
-      ea = d.cwiseAbs().asDiagonal() * ea + a.cwiseAbs() * u2;
-      ec = d.cwiseAbs().asDiagonal() * ec + c.cwiseAbs() * u2;
-      ++act;
-    }
-  }
-  Region r;
-  r.g.resize(g_rows.size(), n);
-  r.g_error.resize(g_rows.size(), n);
-  for (size_t i = 0; i < g_rows.size(); ++i) r.g.row(i) = g_rows[i], r.g_error.row(i) = ge_rows[i];
-  r.h = Eigen::Map<Eigen::VectorXd>(h.data(), h.size());
-  r.h_error = Eigen::Map<Eigen::VectorXd>(he.data(), he.size());
-  return r;
-}
 
 // Splits the most promising unstable neuron of the first layer that has any.
 std::pair<int, int> branching_neuron(const SubdomainBound& b) {
@@ -156,8 +89,8 @@ BabResult lipschitz_bab(const Network& net, const Eigen::VectorXd& lower, const 
         ++result.pruned_by_bounds;
         continue;
       }
-      const Region region = region_of(net, children[i], bounds[i]);
-      if (prove_infeasible(region.g, region.h, region.g_error, region.h_error, lower, upper)) {
+      const SubdomainBound& b = bounds[i];
+      if (prove_infeasible(b.region_g, b.region_h, b.region_g_error, b.region_h_error, lower, upper)) {
         ++result.pruned_by_lp;
         continue;
       }
@@ -170,9 +103,8 @@ BabResult lipschitz_bab(const Network& net, const Eigen::VectorXd& lower, const 
   // Returns false when no interior point could be certified.
   auto certify_leaf = [&](const Node& leaf) {
     ++result.leaves;
-    const Region region = region_of(net, leaf.subdomain, leaf.bound);
     Eigen::VectorXd center;
-    if (!(chebyshev_radius(region.g, region.h, lower, upper, &center) > 0)) return false;
+    if (!(chebyshev_radius(leaf.bound.region_g, leaf.bound.region_h, lower, upper, &center) > 0)) return false;
     center = center.cwiseMax(lower).cwiseMin(upper);
     const Eigen::VectorXd v = operator_norm(leaf.bound.jacobian_center, p, q).argmax;
     const CertifiedDirectional cd = certified_directional_lower(net, center, v, p, q);

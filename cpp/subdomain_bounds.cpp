@@ -34,6 +34,74 @@ void affine_interval(const Layer& l, Eigen::VectorXd& lo, Eigen::VectorXd& hi) {
   hi = (center + width).unaryExpr([](double v) { return round_up(v); });
 }
 
+// The map x -> (current vector) as long as it is affine (no free neuron so far): a x + c, with
+// elementwise bounds ea, ec on the rounding errors of a and c.
+struct AffinePrefix {
+  Eigen::MatrixXd a, ea;
+  Eigen::VectorXd c, ec;
+  bool exact = true;
+  std::vector<Eigen::VectorXd> g_rows, g_error_rows;
+  std::vector<double> h, h_error;
+
+  explicit AffinePrefix(Eigen::Index n)
+      : a(Eigen::MatrixXd::Identity(n, n)), ea(Eigen::MatrixXd::Zero(n, n)), c(Eigen::VectorXd::Zero(n)),
+        ec(Eigen::VectorXd::Zero(n)) {}
+
+  void affine(const Layer& l) {
+    const double g = gamma(l.inner_length() + 4);
+    const Eigen::VectorXd abs_b = l.kind == LayerKind::AvgPool2d
+                                      ? Eigen::VectorXd::Zero(l.out_shape.size())
+                                      : Eigen::VectorXd(apply_linear(l, Eigen::VectorXd::Zero(c.size()), true).col(0).cwiseAbs());
+    ea = (apply_linear(l, ea, false, true) + apply_linear(l, a.cwiseAbs(), false, true) * g) * (1 + g);
+    ec = (apply_linear(l, ec, false, true) + (apply_linear(l, c.cwiseAbs(), false, true).col(0) + abs_b) * g) * (1 + g);
+    a = apply_linear(l, a, false);
+    c = apply_linear(l, c, true).col(0);
+  }
+
+  // s (a_i x + c_i) >= 0 as the row (-s a_i) x <= s c_i.
+  void constrain(Eigen::Index i, int s) {
+    g_rows.push_back(-s * a.row(i).transpose());
+    g_error_rows.push_back(ea.row(i).transpose());
+    h.push_back(s * c(i));
+    h_error.push_back(ec(i));
+  }
+
+  void scale(const Eigen::VectorXd& d) {
+    a = d.asDiagonal() * a;
+    c = d.asDiagonal() * c;
+    ea = d.cwiseAbs().asDiagonal() * ea + a.cwiseAbs() * (2 * kUnitRoundoff);
+    ec = d.cwiseAbs().asDiagonal() * ec + c.cwiseAbs() * (2 * kUnitRoundoff);
+  }
+
+  // Intersects [lo, hi] with the certified range of a x + c over the box [box_lo, box_hi].
+  void tighten(const Eigen::VectorXd& box_lo, const Eigen::VectorXd& box_hi, Eigen::VectorXd& lo,
+               Eigen::VectorXd& hi) const {
+    const Eigen::VectorXd xc = box_lo / 2 + box_hi / 2;
+    const Eigen::VectorXd xr = round_up_all((box_hi - xc).cwiseMax(xc - box_lo));
+    const Eigen::VectorXd center = a * xc + c;
+    const Eigen::VectorXd radius = a.cwiseAbs() * xr;
+    const double g = gamma(static_cast<double>(a.cols()) + 4);
+    const Eigen::VectorXd err = (a.cwiseAbs() * xc.cwiseAbs() + radius + c.cwiseAbs()) * g + ea * (xc.cwiseAbs() + xr) + ec;
+    const Eigen::VectorXd width = round_up_all((radius + err) * (1 + 4 * kUnitRoundoff));
+    lo = lo.cwiseMax((center - width).unaryExpr([](double v) { return round_down(v); }));
+    hi = hi.cwiseMin((center + width).unaryExpr([](double v) { return round_up(v); }));
+  }
+
+  void write_region(SubdomainBound& b) const {
+    const Eigen::Index n = a.cols(), m = static_cast<Eigen::Index>(g_rows.size());
+    b.region_g.resize(m, n);
+    b.region_g_error.resize(m, n);
+    b.region_h.resize(m);
+    b.region_h_error.resize(m);
+    for (Eigen::Index i = 0; i < m; ++i) {
+      b.region_g.row(i) = g_rows[i];
+      b.region_g_error.row(i) = g_error_rows[i];
+      b.region_h(i) = h[i];
+      b.region_h_error(i) = h_error[i];
+    }
+  }
+};
+
 }  // namespace
 
 SubdomainBound bound_subdomain(const Network& net, const Subdomain& sub, Norm p, Norm q) {
@@ -50,11 +118,16 @@ SubdomainBound bound_subdomain(const Network& net, const Subdomain& sub, Norm p,
   }
   // Forward: interval bounds and the derivative interval [d_mid - d_rad, d_mid + d_rad] per neuron.
   std::vector<Eigen::VectorXd> d_mid, d_rad;
+  AffinePrefix prefix(n);
   int act = 0;
   for (const Layer& l : net.layers()) {
     if (l.is_affine()) {
       if (bounded) affine_interval(l, lo, hi);
       else lo = Eigen::VectorXd::Constant(l.out_shape.size(), -kInf), hi = Eigen::VectorXd::Constant(l.out_shape.size(), kInf);
+      if (prefix.exact) {
+        prefix.affine(l);
+        if (bounded) prefix.tighten(sub.lower, sub.upper, lo, hi);
+      }
     } else if (l.is_activation()) {
       if (!l.is_piecewise_linear_activation())
         throw std::invalid_argument(std::string("bound_subdomain: ") + layer_kind_name(l.kind) +
@@ -80,6 +153,13 @@ SubdomainBound bound_subdomain(const Network& net, const Subdomain& sub, Norm p,
       }
       result.pre_lower.push_back(lo);
       result.pre_upper.push_back(hi);
+      if (prefix.exact) {
+        if (states)
+          for (Eigen::Index i = 0; i < lo.size(); ++i)
+            if ((*states)[i] != 0) prefix.constrain(i, (*states)[i]);
+        if (dr.maxCoeff() == 0.0) prefix.scale(dm);
+        else prefix.exact = false;
+      }
       d_mid.push_back(dm);
       d_rad.push_back(dr);
       // Image of [lo, hi] under s(z) = z (z >= 0), slope * z (z < 0): the extremes of s over the
@@ -97,6 +177,7 @@ SubdomainBound bound_subdomain(const Network& net, const Subdomain& sub, Norm p,
     }
   }
   if (!result.feasible) return result;
+  prefix.write_region(result);
 
   // Backward: the transposed Jacobian set {G : |G - C| <= R} (input_size x output_size), starting
   // from the identity at the output.

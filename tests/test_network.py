@@ -198,6 +198,7 @@ def test_activation_slope_bounds():
     assert not math.isnan(lc.LeakyReLU(2.0).slope_bounds[1])
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_from_sklearn_matches_the_fitted_mlp():
     sklearn = pytest.importorskip("sklearn.neural_network")
     rng = np.random.default_rng(7)

@@ -1,6 +1,10 @@
 #pragma once
 /// Bounds over one branch-and-bound subdomain of a piecewise-linear network: an input box plus a
 /// partial assignment of activation states. Everything certified is rounded outward.
+///
+/// Pre-activation bounds are interval bounds, tightened by exact affine (symbolic) bounds for the
+/// layers whose activation pattern before them is fixed: there z = A x + c on the whole subdomain and
+/// its range over the box is computed without the wrapping of layer-by-layer intervals.
 #include <cstdint>
 #include <vector>
 
@@ -28,6 +32,11 @@ struct SubdomainBound {
   /// Certified upper bound on max ||J||_{p->q} over that set: the minimum of the entrywise-majorant
   /// bound || |C| + R || and the midpoint-plus-radius bound ||C|| + ||R||.
   double norm_upper = 0.0;
+  /// The subdomain's region inside the box: rows g x <= h, one per assigned neuron of the layers whose
+  /// pre-activations are exact affine functions of x (no free neuron before them), with elementwise
+  /// bounds on the rounding errors of g and h.
+  Eigen::MatrixXd region_g, region_g_error;
+  Eigen::VectorXd region_h, region_h_error;
   /// Free neurons whose derivative is not fixed by the bounds: (activation layer, neuron, score);
   /// the score (a heuristic) estimates how much fixing the neuron tightens the Jacobian set.
   struct Unstable {
