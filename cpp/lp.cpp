@@ -32,6 +32,15 @@ class HighsHandle {
   void* highs_;
 };
 
+// Creating a HiGHS instance costs more than solving the small LPs of branch and bound, so each
+// thread keeps one and empties it before every solve (options, e.g. presolve, are set per solve).
+void* thread_highs() {
+  thread_local HighsHandle handle;
+  Highs_clearModel(handle.get());
+  Highs_clearSolver(handle.get());
+  return handle.get();
+}
+
 }  // namespace
 
 std::string highs_version() { return Highs_version(); }
@@ -84,18 +93,19 @@ double chebyshev_radius(const Eigen::Ref<const Eigen::MatrixXd>& a, const Eigen:
     start.push_back(static_cast<HighsInt>(index.size()));
   }
 
-  HighsHandle highs;
-  const HighsInt status = Highs_passLp(highs.get(), static_cast<HighsInt>(n + 1), row,
+  void* highs = thread_highs();
+  Highs_setStringOptionValue(highs, "presolve", "choose");
+  const HighsInt status = Highs_passLp(highs, static_cast<HighsInt>(n + 1), row,
                                        static_cast<HighsInt>(index.size()), kHighsMatrixFormatColwise,
                                        kHighsObjSenseMaximize, 0.0, cost.data(), col_lower.data(), col_upper.data(),
                                        row_lower.data(), row_upper.data(), start.data(), index.data(), value.data());
   if (status != kHighsStatusOk) throw std::runtime_error("chebyshev_radius: HiGHS rejected the LP");
-  Highs_run(highs.get());
-  const HighsInt model_status = Highs_getModelStatus(highs.get());
+  Highs_run(highs);
+  const HighsInt model_status = Highs_getModelStatus(highs);
   if (model_status == kHighsModelStatusInfeasible) return -1.0;
   if (model_status != kHighsModelStatusOptimal) throw std::runtime_error("chebyshev_radius: HiGHS did not solve the LP");
   std::vector<double> x(n + 1), row_value(row);
-  Highs_getSolution(highs.get(), x.data(), nullptr, row_value.data(), nullptr);
+  Highs_getSolution(highs, x.data(), nullptr, row_value.data(), nullptr);
   if (center) {
     center->resize(n);
     for (Eigen::Index j = 0; j < n; ++j) (*center)(j) = x[j];
@@ -145,18 +155,18 @@ bool prove_infeasible(const Eigen::Ref<const Eigen::MatrixXd>& g, const Eigen::R
       if (g(i, j) != 0.0) index.push_back(static_cast<HighsInt>(i)), value.push_back(g(i, j));
     start.push_back(static_cast<HighsInt>(index.size()));
   }
-  HighsHandle highs;
-  if (Highs_passLp(highs.get(), static_cast<HighsInt>(n), static_cast<HighsInt>(m), static_cast<HighsInt>(index.size()),
+  void* highs = thread_highs();
+  if (Highs_passLp(highs, static_cast<HighsInt>(n), static_cast<HighsInt>(m), static_cast<HighsInt>(index.size()),
                    kHighsMatrixFormatColwise, kHighsObjSenseMinimize, 0.0, cost.data(), col_lower.data(),
                    col_upper.data(), row_lower.data(), row_upper.data(), start.data(), index.data(),
                    value.data()) != kHighsStatusOk)
     return false;
-  Highs_setBoolOptionValue(highs.get(), "presolve", 0);  // keep the dual ray in the original rows
-  Highs_run(highs.get());
-  if (Highs_getModelStatus(highs.get()) != kHighsModelStatusInfeasible) return false;
+  Highs_setStringOptionValue(highs, "presolve", "off");  // keep the dual ray in the original rows
+  Highs_run(highs);
+  if (Highs_getModelStatus(highs) != kHighsModelStatusInfeasible) return false;
   HighsInt has_ray = 0;
   std::vector<double> ray(m, 0.0);
-  if (Highs_getDualRay(highs.get(), &has_ray, ray.data()) != kHighsStatusOk || !has_ray) return false;
+  if (Highs_getDualRay(highs, &has_ray, ray.data()) != kHighsStatusOk || !has_ray) return false;
   const Eigen::Map<const Eigen::VectorXd> r(ray.data(), m);
   // The sign convention of the ray is HiGHS's business: try both orientations, keep the proof.
   return farkas_holds(g, h, g_error, h_error, lower, upper, r.cwiseMax(0.0)) ||
