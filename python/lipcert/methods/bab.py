@@ -22,7 +22,7 @@ from .lower import lower_bound
 DEFAULT_TIME_LIMIT = 60.0
 
 
-def domain_box(domain, size: int):
+def domain_box(domain):
     """The box of a Box or an l-inf Ball; other domains are not supported by this version."""
     if domain is None:
         raise NotImplementedError("method 'bab' needs a bounded domain (lipcert.Box or lipcert.Ball with p=inf); "
@@ -50,7 +50,7 @@ def bab_bound(net: Network, p_in: float, p_out: float, domain, tol: float, time_
         if layer.is_activation and type(layer).__name__ not in ("ReLU", "LeakyReLU"):
             raise UnsupportedLayerError(f"layer {i} ({type(layer).__name__}): method 'bab' needs piecewise-linear "
                                         "activations (ReLU, LeakyReLU); use naive or autolip for smooth ones")
-    lo, hi = domain_box(domain, net.input_size)
+    lo, hi = domain_box(domain)
     limit = DEFAULT_TIME_LIMIT if time_limit is None else float(time_limit)
     start = time.perf_counter()
     seed_lower, seed_witness, search = lower_bound(net, p_in, p_out, domain, seed=seed,
