@@ -97,12 +97,6 @@ Eigen::VectorXd abs_apply(const Layer& l, const Eigen::VectorXd& x) {
   return apply_linear(l, x.cwiseAbs(), false, true).col(0);
 }
 
-Eigen::VectorXd abs_bias(const Layer& l) {
-  if (l.kind == LayerKind::AvgPool2d) return Eigen::VectorXd::Zero(l.out_shape.size());
-  if (l.bias.size() == l.out_shape.size()) return l.bias.cwiseAbs();
-  return apply_linear(l, Eigen::VectorXd::Zero(l.in_shape.size()), true).col(0).cwiseAbs();
-}
-
 // A double vector of error bounds, inflated so that the double arithmetic that formed it is covered.
 Eigen::VectorXd inflate(const Eigen::VectorXd& e, double terms) {
   return (e * (1 + gamma(terms + 8))).array() + 1e-300;
@@ -124,7 +118,7 @@ CertifiedDirectional run(const Network& net, const Eigen::Ref<const Eigen::Vecto
     if (l.is_affine()) {
       const double k = l.inner_length() + 1;
       const Eigen::VectorXd zd = to_double(z), td = to_double(t);
-      const Eigen::VectorXd mag_z = abs_apply(l, zd) + abs_bias(l), mag_t = abs_apply(l, td);
+      const Eigen::VectorXd mag_z = abs_apply(l, zd) + bias_magnitude(l), mag_t = abs_apply(l, td);
       ez = inflate(mag_z * (2 * gamma_t(k)) + abs_apply(l, ez), k);
       et = inflate(mag_t * (2 * gamma_t(k)) + abs_apply(l, et), k);
       z = affine(l, z, true);

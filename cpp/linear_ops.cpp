@@ -143,6 +143,12 @@ Eigen::MatrixXd apply_linear_transpose(const Layer& l, const Eigen::Ref<const Ei
   }
 }
 
+Eigen::VectorXd bias_magnitude(const Layer& l) {
+  if (l.kind == LayerKind::AvgPool2d) return Eigen::VectorXd::Zero(l.out_shape.size());
+  if (l.bias.size() == l.out_shape.size()) return l.bias.cwiseAbs();
+  return apply_linear(l, Eigen::VectorXd::Zero(l.in_shape.size()), true).col(0).cwiseAbs();
+}
+
 Eigen::MatrixXd dense_matrix(const Layer& l) {
   if (l.kind == LayerKind::Dense) return l.weight;
   return apply_linear(l, Eigen::MatrixXd::Identity(l.in_shape.size(), l.in_shape.size()), false);

@@ -23,12 +23,9 @@ void affine_interval(const Layer& l, Eigen::VectorXd& lo, Eigen::VectorXd& hi) {
   const Eigen::VectorXd c = lo / 2 + hi / 2;  // halving is exact (barring underflow)
   const Eigen::VectorXd r = round_up_all((hi - c).cwiseMax(c - lo));
   const Eigen::VectorXd center = apply_linear(l, c, true).col(0);
-  const Eigen::VectorXd abs_bias = l.kind == LayerKind::AvgPool2d
-                                       ? Eigen::VectorXd::Zero(l.out_shape.size())
-                                       : Eigen::VectorXd((apply_linear(l, Eigen::VectorXd::Zero(c.size()), true)).col(0).cwiseAbs());
   const Eigen::VectorXd radius = apply_linear(l, r, false, true).col(0);
   const double g = gamma(l.inner_length() + 4);
-  const Eigen::VectorXd err = (apply_linear(l, c.cwiseAbs(), false, true).col(0) + abs_bias + radius) * g;
+  const Eigen::VectorXd err = (apply_linear(l, c.cwiseAbs(), false, true).col(0) + bias_magnitude(l) + radius) * g;
   const Eigen::VectorXd width = round_up_all((radius + err) * (1 + 4 * kUnitRoundoff));
   lo = (center - width).unaryExpr([](double v) { return round_down(v); });
   hi = (center + width).unaryExpr([](double v) { return round_up(v); });
@@ -49,11 +46,8 @@ struct AffinePrefix {
 
   void affine(const Layer& l) {
     const double g = gamma(l.inner_length() + 4);
-    const Eigen::VectorXd abs_b = l.kind == LayerKind::AvgPool2d
-                                      ? Eigen::VectorXd::Zero(l.out_shape.size())
-                                      : Eigen::VectorXd(apply_linear(l, Eigen::VectorXd::Zero(c.size()), true).col(0).cwiseAbs());
     ea = (apply_linear(l, ea, false, true) + apply_linear(l, a.cwiseAbs(), false, true) * g) * (1 + g);
-    ec = (apply_linear(l, ec, false, true) + (apply_linear(l, c.cwiseAbs(), false, true).col(0) + abs_b) * g) * (1 + g);
+    ec = (apply_linear(l, ec, false, true) + (apply_linear(l, c.cwiseAbs(), false, true).col(0) + bias_magnitude(l)) * g) * (1 + g);
     a = apply_linear(l, a, false);
     c = apply_linear(l, c, true).col(0);
   }

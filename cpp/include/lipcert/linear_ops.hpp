@@ -12,6 +12,9 @@ Eigen::MatrixXd apply_linear(const Layer& layer, const Eigen::Ref<const Eigen::M
 Eigen::MatrixXd apply_linear_transpose(const Layer& layer, const Eigen::Ref<const Eigen::MatrixXd>& y,
                                        bool absolute = false);
 
+/// |b| broadcast to the layer's output (zeros for pooling): the bias term of rounding-error bounds.
+Eigen::VectorXd bias_magnitude(const Layer& layer);
+
 /// The layer's linear part as a dense (out, in) matrix (built column by column; small layers only).
 Eigen::MatrixXd dense_matrix(const Layer& layer);
 
