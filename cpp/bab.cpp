@@ -8,7 +8,6 @@
 
 #include "lipcert/certified_jvp.hpp"
 #include "lipcert/lp.hpp"
-#include "lipcert/rounding.hpp"
 #include "lipcert/subdomain_bounds.hpp"
 
 namespace lipcert {

@@ -1,7 +1,6 @@
 """`lipschitz`: one entry point for every bound method."""
 from __future__ import annotations
 
-import logging
 import math
 import time
 
@@ -17,8 +16,6 @@ from .methods.lower import lower_bound
 from .methods.naive import naive_bound
 from .network import Network
 from .norms import parse_norm
-
-logger = logging.getLogger("lipcert")
 
 METHODS = ("naive", "autolip", "bab")
 PLANNED_METHODS = ("seqlip", "sdp")
@@ -60,7 +57,7 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
     domain = check_domain(domain, net.input_size)
 
     start = time.perf_counter()
-    piecewise_linear = all(type(l).__name__ in ("ReLU", "LeakyReLU") for l in net.layers if l.is_activation)
+    piecewise_linear = all(l.is_piecewise_linear for l in net.layers if l.is_activation)
     if method == "auto":
         names = ["naive", "autolip"] + (["bab"] if piecewise_linear and _is_bounded_box(domain) else [])
     else:

@@ -41,6 +41,8 @@ class Layer:
     slope_bounds: Tuple[float, float] = (1.0, 1.0)
     is_affine = False
     is_activation = False
+    #: Activations whose Jacobian is constant on each activation region (what branch and bound splits).
+    is_piecewise_linear = False
 
     def params(self) -> Dict[str, np.ndarray]:
         """Arrays that describe the layer (what `Network.save` writes)."""
@@ -150,6 +152,7 @@ class Flatten(Layer):
 
 class ReLU(Layer):
     is_activation = True
+    is_piecewise_linear = True
     slope_bounds = (0.0, 1.0)
 
     def to_core(self):
@@ -158,6 +161,7 @@ class ReLU(Layer):
 
 class LeakyReLU(Layer):
     is_activation = True
+    is_piecewise_linear = True
 
     def __init__(self, negative_slope: float = 0.01):
         self.negative_slope = float(negative_slope)

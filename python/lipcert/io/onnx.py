@@ -7,7 +7,6 @@ running tensor and is mapped by the table `DATA_OPS` to a layer or to an element
 """
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Optional
 
 import numpy as np

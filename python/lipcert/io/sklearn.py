@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedLayerError
-from ..layers import Dense, LeakyReLU, ReLU, Sigmoid, Tanh
+from ..layers import Dense, ReLU, Sigmoid, Tanh
 from ..network import Network
 
 ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "logistic": Sigmoid, "identity": None}

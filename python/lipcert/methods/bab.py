@@ -47,7 +47,7 @@ def bab_bound(net: Network, p_in: float, p_out: float, domain, tol: float, time_
               show_progress: bool = False):
     """Returns (upper, certified, stats, lower, witness)."""
     for i, layer in enumerate(net.layers):
-        if layer.is_activation and type(layer).__name__ not in ("ReLU", "LeakyReLU"):
+        if layer.is_activation and not layer.is_piecewise_linear:
             raise UnsupportedLayerError(f"layer {i} ({type(layer).__name__}): method 'bab' needs piecewise-linear "
                                         "activations (ReLU, LeakyReLU); use naive or autolip for smooth ones")
     lo, hi = domain_box(domain)

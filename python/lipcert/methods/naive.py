@@ -15,17 +15,15 @@ from ..network import Network
 from ._rounding import mul_up, product_up
 
 
-def svd_estimate(net: Network, index: int) -> float:
-    """Largest singular value by LAPACK's SVD where the layer is a matrix we can form; 0.0 otherwise
-    (large convolutions are bounded in the frequency domain and need no estimate)."""
+def dense_matrix_or_none(net: Network, index: int):
+    """The layer as a matrix where one can be formed (dense layers, small convolutions); None for
+    large convolutions and pooling, which are bounded by the core without one."""
     layer = net.layers[index]
     if isinstance(layer, Dense):
-        matrix = layer.weight
-    elif _core.conv_is_unrollable(net._core, index):
-        matrix = _core.layer_dense_matrix(net._core, index)
-    else:
-        return 0.0
-    return float(np.linalg.norm(matrix, 2))
+        return layer.weight
+    if _core.conv_is_unrollable(net._core, index):
+        return _core.layer_dense_matrix(net._core, index)
+    return None
 
 
 def affine_layer_norm(net: Network, index: int, p: float, q: float) -> tuple[float, str]:
@@ -33,7 +31,11 @@ def affine_layer_norm(net: Network, index: int, p: float, q: float) -> tuple[flo
     layer = net.layers[index]
     core = net._core
     if p == q == 2:
-        return _core.layer_spectral_upper(core, index, svd_estimate(net, index))
+        matrix = dense_matrix_or_none(net, index)
+        if matrix is None:
+            return _core.layer_spectral_upper(core, index, 0.0)
+        # LAPACK's SVD gives the estimate, the core's Cholesky proof the certified bound.
+        return _core.certified_spectral_norm(matrix, float(np.linalg.norm(matrix, 2))), "cholesky"
     if isinstance(layer, Dense):
         lower, upper, exact, _ = _core.operator_norm(layer.weight, p, q)
         return upper, "closed-form" if exact else "bound"
