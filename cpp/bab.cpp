@@ -52,11 +52,14 @@ BabResult lipschitz_bab(const Network& net, const Eigen::VectorXd& lower, const 
   std::priority_queue<Node, std::vector<Node>, ByUpper> open;
   double closed_upper = 0.0;  // max over leaves taken off the queue
 
+  const std::shared_ptr<SubdomainBounder> bounder =
+      options.bounder ? options.bounder : std::make_shared<CpuSubdomainBounder>(net);
+  const int batch = options.batch > 0 ? options.batch : std::max(1, bounder->preferred_batch() / 2);
   Subdomain root;
   root.lower = lower;
   root.upper = upper;
   {
-    SubdomainBound b = bound_subdomain(net, root, p, q);
+    SubdomainBound b = std::move(bounder->bound({root}, p, q).front());
     const double u = b.norm_upper;
     open.push(Node{root, std::move(b), u});
   }
@@ -80,7 +83,7 @@ BabResult lipschitz_bab(const Network& net, const Eigen::VectorXd& lower, const 
         parent_upper.push_back(parent.upper);
       }
     }
-    std::vector<SubdomainBound> bounds = bound_subdomains(net, children, p, q);
+    std::vector<SubdomainBound> bounds = bounder->bound(children, p, q);
     result.nodes += static_cast<long>(children.size());
     std::vector<Node> kept;
     for (size_t i = 0; i < children.size(); ++i) {
@@ -167,7 +170,7 @@ BabResult lipschitz_bab(const Network& net, const Eigen::VectorXd& lower, const 
       continue;
     }
     std::vector<Node> parents;
-    while (!open.empty() && static_cast<int>(parents.size()) < options.batch && !open.top().bound.unstable.empty() &&
+    while (!open.empty() && static_cast<int>(parents.size()) < batch && !open.top().bound.unstable.empty() &&
            open.top().upper > result.lower * (1 + options.tol)) {
       parents.push_back(open.top());
       open.pop();

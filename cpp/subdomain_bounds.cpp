@@ -75,7 +75,8 @@ struct AffinePrefix {
     const Eigen::VectorXd center = a * xc + c;
     const Eigen::VectorXd radius = a.cwiseAbs() * xr;
     const double g = gamma(static_cast<double>(a.cols()) + 4);
-    const Eigen::VectorXd err = (a.cwiseAbs() * xc.cwiseAbs() + radius + c.cwiseAbs()) * g + ea * (xc.cwiseAbs() + xr) + ec;
+    // the sum ea (|xc| + xr) has rounding errors of its own: (1 + g) covers them
+    const Eigen::VectorXd err = (a.cwiseAbs() * xc.cwiseAbs() + radius + c.cwiseAbs()) * g + ea * (xc.cwiseAbs() + xr) * (1 + g) + ec;
     const Eigen::VectorXd width = round_up_all((radius + err) * (1 + 4 * kUnitRoundoff));
     lo = lo.cwiseMax((center - width).unaryExpr([](double v) { return round_down(v); }));
     hi = hi.cwiseMin((center + width).unaryExpr([](double v) { return round_up(v); }));
@@ -139,11 +140,9 @@ SubdomainBound bound_subdomain(const Network& net, const Subdomain& sub, Norm p,
         if (s > 0) lo(i) = std::max(lo(i), 0.0);
         if (s < 0) hi(i) = std::min(hi(i), 0.0);
         if (lo(i) > hi(i)) result.feasible = false;
-        const bool active = s > 0 || lo(i) > 0, inactive = s < 0 || hi(i) < 0;
-        const double d_lo = active ? 1.0 : inactive ? slope : std::min(slope, 1.0);
-        const double d_hi = active ? 1.0 : inactive ? slope : std::max(slope, 1.0);
-        dm(i) = d_lo / 2 + d_hi / 2;
-        dr(i) = d_hi == d_lo ? 0.0 : round_up(std::max(d_hi - dm(i), dm(i) - d_lo));
+        const DerivativeInterval d = derivative_interval(lo(i), hi(i), s, slope);
+        dm(i) = d.mid;
+        dr(i) = d.radius;
       }
       result.pre_lower.push_back(lo);
       result.pre_upper.push_back(hi);
@@ -200,24 +199,36 @@ SubdomainBound bound_subdomain(const Network& net, const Subdomain& sub, Norm p,
   result.jacobian_center = c.transpose();
   result.jacobian_radius = r.transpose().unaryExpr([](double v) { return round_up(v); });
 
-  const Eigen::MatrixXd majorant = (result.jacobian_center.cwiseAbs() + result.jacobian_radius)
-                                       .unaryExpr([](double v) { return round_up(v); });
-  const double via_majorant = operator_norm(majorant, p, q).upper;
-  const double via_midpoint = add_up(operator_norm(result.jacobian_center, p, q).upper,
-                                     operator_norm(result.jacobian_radius, p, q).upper);
-  result.norm_upper = std::min(via_majorant, via_midpoint);
-
-  // Scores: a neuron's derivative uncertainty times the output sensitivity through it times its
-  // pre-activation width (a heuristic for branching).
-  for (size_t k = 0; k < d_rad.size(); ++k) {
-    for (Eigen::Index i = 0; i < d_rad[k].size(); ++i) {
-      if (d_rad[k](i) == 0.0) continue;
-      const double width = std::isfinite(result.pre_upper[k](i) - result.pre_lower[k](i))
-                               ? result.pre_upper[k](i) - result.pre_lower[k](i) : 1.0;
-      result.unstable.push_back({static_cast<int>(k), static_cast<int>(i), d_rad[k](i) * width});
-    }
-  }
+  result.norm_upper = jacobian_set_norm_upper(result.jacobian_center, result.jacobian_radius, p, q);
+  for (size_t k = 0; k < d_rad.size(); ++k)
+    for (Eigen::Index i = 0; i < d_rad[k].size(); ++i)
+      if (d_rad[k](i) != 0.0) result.unstable.push_back(unstable_neuron(result, static_cast<int>(k), static_cast<int>(i), d_rad[k](i)));
   return result;
+}
+
+DerivativeInterval derivative_interval(double lo, double hi, int state, double slope) {
+  const bool active = state > 0 || lo > 0, inactive = state < 0 || hi < 0;
+  const double d_lo = active ? 1.0 : inactive ? slope : std::min(slope, 1.0);
+  const double d_hi = active ? 1.0 : inactive ? slope : std::max(slope, 1.0);
+  const double mid = d_lo / 2 + d_hi / 2;
+  return {mid, d_hi == d_lo ? 0.0 : round_up(std::max(d_hi - mid, mid - d_lo))};
+}
+
+double jacobian_set_norm_upper(const Eigen::MatrixXd& center, const Eigen::MatrixXd& radius, Norm p, Norm q) {
+  const Eigen::MatrixXd majorant = (center.cwiseAbs() + radius).unaryExpr([](double v) { return round_up(v); });
+  const double via_majorant = operator_norm(majorant, p, q).upper;
+  const double via_midpoint = add_up(operator_norm(center, p, q).upper, operator_norm(radius, p, q).upper);
+  return std::min(via_majorant, via_midpoint);
+}
+
+SubdomainBound::Unstable unstable_neuron(const SubdomainBound& b, int layer, int neuron, double derivative_radius) {
+  // The score (a heuristic for branching): the derivative's uncertainty times the pre-activation width.
+  const double width = b.pre_upper[layer](neuron) - b.pre_lower[layer](neuron);
+  return {layer, neuron, derivative_radius * (std::isfinite(width) ? width : 1.0)};
+}
+
+std::vector<SubdomainBound> CpuSubdomainBounder::bound(const std::vector<Subdomain>& subdomains, Norm p, Norm q) {
+  return bound_subdomains(net_, subdomains, p, q);
 }
 
 std::vector<SubdomainBound> bound_subdomains(const Network& net, const std::vector<Subdomain>& subdomains, Norm p,

@@ -4,6 +4,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
+#include <cmath>
+#include <limits>
+
 #include "lipcert/bab.hpp"
 #include "lipcert/certified_jvp.hpp"
 #include "lipcert/linear_ops.hpp"
@@ -173,8 +177,15 @@ PYBIND11_MODULE(_core, m) {
     return py::make_tuple(r.lower, r.pattern_verified, r.min_margin, r.precision_bits);
   }, "Certified lower bound on ||J(x) v||_q / ||v||_p in extended precision, with the pattern proof.");
 
+  py::class_<SubdomainBounder, std::shared_ptr<SubdomainBounder>>(
+      m, "SubdomainBounder", "Bounds batches of branch-and-bound subdomains (CPU here; the GPU one in lipcert._cuda).")
+      .def_property_readonly("preferred_batch", &SubdomainBounder::preferred_batch);
+  py::class_<CpuSubdomainBounder, SubdomainBounder, std::shared_ptr<CpuSubdomainBounder>>(m, "CpuSubdomainBounder")
+      .def(py::init<const Network&>(), py::keep_alive<1, 2>());
+
   m.def("bound_subdomains", [](const Network& net, const Eigen::MatrixXd& lowers, const Eigen::MatrixXd& uppers,
-                               const std::vector<std::vector<NeuronStates>>& states, double p, double q) {
+                               const std::vector<std::vector<NeuronStates>>& states, double p, double q,
+                               std::shared_ptr<SubdomainBounder> bounder) {
     // lowers, uppers: (batch, input_size); states: per subdomain, per activation layer (may be empty)
     if (lowers.rows() != uppers.rows() || lowers.cols() != uppers.cols() ||
         (!states.empty() && states.size() != static_cast<size_t>(lowers.rows())))
@@ -188,7 +199,8 @@ PYBIND11_MODULE(_core, m) {
     std::vector<SubdomainBound> results;
     {
       py::gil_scoped_release release;
-      results = bound_subdomains(net, subdomains, norm_from_double(p), norm_from_double(q));
+      results = bounder ? bounder->bound(subdomains, norm_from_double(p), norm_from_double(q))
+                        : bound_subdomains(net, subdomains, norm_from_double(p), norm_from_double(q));
     }
     py::list out;
     for (const auto& r : results) {
@@ -202,18 +214,54 @@ PYBIND11_MODULE(_core, m) {
       d["jacobian_radius"] = r.jacobian_radius;
       d["norm_upper"] = r.norm_upper;
       d["unstable"] = unstable;
+      d["region_g"] = r.region_g;
+      d["region_g_error"] = r.region_g_error;
+      d["region_h"] = r.region_h;
+      d["region_h_error"] = r.region_h_error;
       out.append(d);
     }
     return out;
-  }, "Certified bounds over box-and-assignment subdomains (interval pre-activations, Jacobian set, its norm).");
+  }, py::arg("net"), py::arg("lowers"), py::arg("uppers"), py::arg("states"), py::arg("p"), py::arg("q"),
+     py::arg("bounder") = nullptr,
+     "Certified bounds over box-and-assignment subdomains (interval pre-activations, Jacobian set, its norm).");
+
+  m.def("time_bound_subdomains", [](const Network& net, const Eigen::MatrixXd& lowers, const Eigen::MatrixXd& uppers,
+                                    const std::vector<std::vector<NeuronStates>>& states, double p, double q,
+                                    std::shared_ptr<SubdomainBounder> bounder, int repeat) {
+    // For benchmarks: the bounding alone, without converting results to Python objects.
+    std::vector<Subdomain> subdomains(lowers.rows());
+    for (Eigen::Index i = 0; i < lowers.rows(); ++i) {
+      subdomains[i].lower = lowers.row(i).transpose();
+      subdomains[i].upper = uppers.row(i).transpose();
+      if (!states.empty()) subdomains[i].states = states.at(i);
+    }
+    py::gil_scoped_release release;
+    double best = std::numeric_limits<double>::infinity();
+    std::vector<double> norms;
+    for (int r = 0; r < std::max(1, repeat); ++r) {
+      const auto start = std::chrono::steady_clock::now();
+      const std::vector<SubdomainBound> results =
+          bounder ? bounder->bound(subdomains, norm_from_double(p), norm_from_double(q))
+                  : bound_subdomains(net, subdomains, norm_from_double(p), norm_from_double(q));
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      norms.clear();
+      for (const auto& b : results) norms.push_back(b.feasible ? b.norm_upper : std::nan(""));
+    }
+    return std::make_pair(best, norms);
+  }, py::arg("net"), py::arg("lowers"), py::arg("uppers"), py::arg("states"), py::arg("p"), py::arg("q"),
+     py::arg("bounder") = nullptr, py::arg("repeat") = 3,
+     "Best-of-repeat seconds to bound the subdomains (C++ only) and each norm bound (NaN where empty).");
 
   m.def("lipschitz_bab", [](const Network& net, const Eigen::VectorXd& lower, const Eigen::VectorXd& upper, double p,
                             double q, double tol, double time_limit, long max_nodes, double initial_lower,
-                            const Eigen::VectorXd& initial_witness, py::object progress) {
+                            const Eigen::VectorXd& initial_witness, py::object progress,
+                            std::shared_ptr<SubdomainBounder> bounder, int batch) {
     BabOptions options;
     options.tol = tol;
     options.time_limit = time_limit;
     options.max_nodes = max_nodes;
+    options.bounder = std::move(bounder);
+    options.batch = batch;
     std::function<bool(const BabProgress&)> callback = [&progress](const BabProgress& state) {
       py::gil_scoped_acquire acquire;
       if (PyErr_CheckSignals() != 0) {  // Ctrl-C: stop cleanly with the bounds so far
@@ -241,7 +289,10 @@ PYBIND11_MODULE(_core, m) {
     d["leaves"] = r.leaves;
     d["open"] = r.open;
     return d;
-  }, "Branch and bound over activation patterns on a box: certified lower/upper bounds and a witness.");
+  }, py::arg("net"), py::arg("lower"), py::arg("upper"), py::arg("p"), py::arg("q"), py::arg("tol"),
+     py::arg("time_limit"), py::arg("max_nodes"), py::arg("initial_lower"), py::arg("initial_witness"),
+     py::arg("progress"), py::arg("bounder") = nullptr, py::arg("batch") = 0,
+     "Branch and bound over activation patterns on a box: certified lower/upper bounds and a witness.");
   m.def("prove_infeasible", &prove_infeasible, "Farkas-certified emptiness of {G x <= h} in a box, with error bounds.");
 
   m.def("highs_version", &highs_version);

@@ -4,11 +4,17 @@
 #include <pybind11/stl.h>
 
 #include "lipcert/cuda/power_iteration.hpp"
+#include "lipcert/cuda/subdomain_bounds.hpp"
 
 namespace py = pybind11;
 
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "lipcert CUDA kernels (private)";
+  py::module_::import("lipcert._core");  // registers the Network and SubdomainBounder types used below
+  py::class_<lipcert::cuda::GpuSubdomainBounder, lipcert::SubdomainBounder,
+             std::shared_ptr<lipcert::cuda::GpuSubdomainBounder>>(m, "GpuSubdomainBounder")
+      .def(py::init<const lipcert::Network&>(), py::arg("net"), py::keep_alive<1, 2>(),
+           "Uploads the network to the GPU; raises ValueError for networks outside the GPU path.");
   m.def("device_count", &lipcert::cuda::device_count);
   m.def("batched_power_iteration",
         [](const std::vector<py::array_t<double, py::array::f_style | py::array::forcecast>>& matrices,

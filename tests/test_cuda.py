@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import lipcert as lc
+from lipcert import _core
 from lipcert._cuda_loader import cuda_module
 
 gpu = pytest.mark.skipif(not lc.cuda_available(), reason="no CUDA device")
@@ -19,12 +20,21 @@ def test_import_works_without_a_gpu_and_reports_both_facts():
 @pytest.mark.gpu
 @gpu
 def test_gpu_batched_power_iteration_matches_svd():
+    # Random Gaussian matrices have clustered top singular values (slow power iteration); these have a
+    # gap of 0.8 between the first two, so 500 steps converge far below the tolerance.
     rng = np.random.default_rng(0)
-    mats = [rng.normal(size=(m, n)) for m, n in [(64, 32), (300, 500), (1, 7), (128, 128)]]
+    mats = []
+    for m, n in [(64, 32), (300, 500), (1, 7), (128, 128)]:
+        u, _ = np.linalg.qr(rng.normal(size=(m, m)))
+        v, _ = np.linalg.qr(rng.normal(size=(n, n)))
+        s = np.zeros((m, n))
+        k = min(m, n)
+        s[np.arange(k), np.arange(k)] = np.concatenate([[5.0], 4.0 * rng.random(k - 1)])
+        mats.append(u @ s @ v.T)
     sigmas = cuda_module().batched_power_iteration(mats, 500, 0)
     for a, s in zip(mats, sigmas):
         true = np.linalg.svd(a, compute_uv=False)[0]
-        assert s <= true * (1 + 1e-12) and s >= true * (1 - 1e-4)
+        assert s <= true * (1 + 1e-12) and s >= true * (1 - 1e-8)
 
 
 @pytest.mark.gpu
@@ -35,3 +45,90 @@ def test_autolip_on_cuda_matches_cpu():
     cpu = lc.lipschitz(net, method="autolip", device="cpu")
     gpu_bound = lc.lipschitz(net, method="autolip", device="cuda")
     assert gpu_bound.upper == pytest.approx(cpu.upper, rel=1e-8)
+
+
+def random_subdomains(rng, net, count, width=0.3):
+    """Boxes around random points, each with the activation states of its centre on a random part of
+    the neurons (so many subdomains are feasible and have fixed prefixes)."""
+    from test_subdomain_bounds import pre_activations
+
+    centers = rng.normal(size=(count, net.input_size)) * 0.5
+    lowers, uppers = centers - width * rng.random((count, 1)), centers + width * rng.random((count, 1))
+    pres = pre_activations(net, centers)
+    states = []
+    for b in range(count):
+        keep = rng.random() * 1.2
+        states.append([np.where(rng.random(z.shape[1]) < keep, np.sign(z[b]), 0).astype(np.int8) for z in pres])
+    return lowers, uppers, states
+
+
+def assert_bounds_agree(cpu, gpu, rel=1e-9):
+    assert cpu["feasible"] == gpu["feasible"]
+    if not cpu["feasible"]:
+        return
+    for key in ("pre_lower", "pre_upper"):
+        for a, b in zip(cpu[key], gpu[key]):
+            np.testing.assert_allclose(a, b, rtol=rel, atol=1e-12)
+    for key in ("jacobian_center", "jacobian_radius", "region_g", "region_h"):
+        np.testing.assert_allclose(cpu[key], gpu[key], rtol=rel, atol=1e-12)
+    assert gpu["norm_upper"] == pytest.approx(cpu["norm_upper"], rel=rel)
+    assert [u[:2] for u in cpu["unstable"]] == [u[:2] for u in gpu["unstable"]]
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("p,q", [(2.0, 2.0), (np.inf, np.inf), (1.0, 2.0)])
+def test_gpu_subdomain_bounds_match_the_cpu_path(p, q):
+    from conftest import random_cnn, random_mlp
+
+    rng = np.random.default_rng(7)
+    for net in (random_mlp(rng, [5, 40, 30, 20, 3]), random_mlp(rng, [3, 16, 16, 2], lambda: lc.LeakyReLU(0.2)),
+                random_cnn(rng)):
+        lowers, uppers, states = random_subdomains(rng, net, 300)
+        bounder = cuda_module().GpuSubdomainBounder(net._core)
+        cpu = _core.bound_subdomains(net._core, lowers, uppers, states, p, q)
+        on_gpu = _core.bound_subdomains(net._core, lowers, uppers, states, p, q, bounder)
+        assert sum(c["feasible"] for c in cpu) > 50
+        for c, g in zip(cpu, on_gpu):
+            assert_bounds_agree(c, g)
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_subdomain_bounds_contain_sampled_jacobians():
+    from conftest import random_mlp
+    from test_subdomain_bounds import pre_activations
+
+    rng = np.random.default_rng(8)
+    net = random_mlp(rng, [4, 24, 24, 3])
+    lowers, uppers, _ = random_subdomains(rng, net, 50)
+    bounder = cuda_module().GpuSubdomainBounder(net._core)
+    for lo, hi, b in zip(lowers, uppers, _core.bound_subdomains(net._core, lowers, uppers, [], 2.0, 2.0, bounder)):
+        x = lo + (hi - lo) * rng.random((200, net.input_size))
+        for z, zl, zu in zip(pre_activations(net, x), b["pre_lower"], b["pre_upper"]):
+            assert np.all(z >= zl) and np.all(z <= zu)
+        assert np.all(np.abs(net.jacobian(x) - b["jacobian_center"]) <= b["jacobian_radius"])
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("p", [1.0, 2.0, np.inf])
+def test_bab_on_the_gpu_finds_the_cpu_value(p):
+    from conftest import random_mlp
+
+    rng = np.random.default_rng(9)
+    net = random_mlp(rng, [3, 20, 20, 2])
+    domain = lc.Box(-np.ones(3), np.ones(3))
+    cpu = lc.lipschitz(net, method="bab", norm=p, domain=domain, tol=1e-9, device="cpu")
+    on_gpu = lc.lipschitz(net, method="bab", norm=p, domain=domain, tol=1e-9, device="cuda")
+    assert cpu.exact and on_gpu.exact and on_gpu.stats["device"] == "cuda"
+    assert on_gpu.upper == pytest.approx(cpu.upper, rel=1e-8)
+    assert on_gpu.lower <= cpu.upper * (1 + 1e-12) and cpu.lower <= on_gpu.upper * (1 + 1e-12)
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_bounder_rejects_smooth_activations():
+    net = lc.Network([lc.Dense(np.eye(2)), lc.Tanh(), lc.Dense(np.eye(2))], (2,))
+    with pytest.raises(ValueError, match="piecewise linear"):
+        cuda_module().GpuSubdomainBounder(net._core)

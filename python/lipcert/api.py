@@ -68,7 +68,7 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
         if name == "bab":
             remaining = None if time_limit is None else max(0.1, time_limit - (time.perf_counter() - start))
             upper, certified, stats, bab_lower, bab_witness = bab_bound(net, p_in, p_out, domain, tol, remaining, seed,
-                                                                        show_progress=progress)
+                                                                        show_progress=progress, device=device)
             if bab_lower > lower:
                 lower, witness = bab_lower, bab_witness
         elif name == "autolip":

@@ -11,10 +11,12 @@
 /// Chebyshev centre, certified by certified_directional_lower, gives a witness and a lower bound.
 #include <functional>
 #include <limits>
+#include <memory>
 #include <string>
 
 #include "lipcert/network.hpp"
 #include "lipcert/operator_norm.hpp"
+#include "lipcert/subdomain_bounds.hpp"
 
 namespace lipcert {
 
@@ -22,7 +24,9 @@ struct BabOptions {
   double tol = 1e-6;  ///< stop when upper - lower <= tol * upper
   double time_limit = std::numeric_limits<double>::infinity();  ///< seconds
   long max_nodes = 10000000;
-  int batch = 16;     ///< nodes bounded together (in parallel)
+  int batch = 0;      ///< parents split together; 0: what the bounder prefers
+  /// Bounds the children; null: the CPU threads (CpuSubdomainBounder).
+  std::shared_ptr<SubdomainBounder> bounder;
 };
 
 struct BabProgress {

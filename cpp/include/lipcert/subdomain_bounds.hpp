@@ -51,8 +51,44 @@ struct SubdomainBound {
 /// Jacobian set of a piecewise-linear network is what branch and bound splits.
 SubdomainBound bound_subdomain(const Network& net, const Subdomain& subdomain, Norm p, Norm q);
 
-/// Bounds a batch of subdomains in parallel: the interface a GPU implementation provides too.
+/// Bounds a batch of subdomains in parallel on the CPU threads (OpenMP).
 std::vector<SubdomainBound> bound_subdomains(const Network& net, const std::vector<Subdomain>& subdomains,
                                              Norm p, Norm q);
+
+/// Bounds batches of subdomains of one network. Branch and bound takes any implementation: the CPU one
+/// below, or lipcert::cuda::GpuSubdomainBounder. An instance may be used by one thread at a time.
+class SubdomainBounder {
+ public:
+  virtual ~SubdomainBounder() = default;
+  virtual std::vector<SubdomainBound> bound(const std::vector<Subdomain>& subdomains, Norm p, Norm q) = 0;
+  /// Subdomains worth bounding per call (a GPU wants thousands, the CPU a few per thread).
+  virtual int preferred_batch() const = 0;
+};
+
+class CpuSubdomainBounder final : public SubdomainBounder {
+ public:
+  explicit CpuSubdomainBounder(const Network& net) : net_(net) {}
+  std::vector<SubdomainBound> bound(const std::vector<Subdomain>& subdomains, Norm p, Norm q) override;
+  int preferred_batch() const override { return 32; }
+
+ private:
+  const Network& net_;
+};
+
+// Pieces shared by every implementation, so that they compute the same bounds.
+
+/// The derivative interval [mid - radius, mid + radius] of z -> z (z >= 0), slope z (z < 0) over
+/// [lo, hi] (already intersected with the neuron's state: +1 active, -1 inactive, 0 free).
+struct DerivativeInterval {
+  double mid, radius;
+};
+DerivativeInterval derivative_interval(double lo, double hi, int state, double slope);
+
+/// Certified upper bound on max ||J||_{p->q} over {J : |J - center| <= radius}: the minimum of the
+/// entrywise-majorant bound || |C| + R || and the midpoint-plus-radius bound ||C|| + ||R||.
+double jacobian_set_norm_upper(const Eigen::MatrixXd& center, const Eigen::MatrixXd& radius, Norm p, Norm q);
+
+/// The branching record of a neuron whose derivative radius is nonzero (b.pre_lower/upper filled in).
+SubdomainBound::Unstable unstable_neuron(const SubdomainBound& b, int layer, int neuron, double derivative_radius);
 
 }  // namespace lipcert

@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from .. import _core
+from .._cuda_loader import cuda_available, cuda_module
 from ..domain import Ball, Box
 from ..errors import UnsupportedLayerError
 from ..network import Network
@@ -43,8 +44,23 @@ def terminal_progress(lower, upper, seconds, nodes, open_nodes) -> bool:
     return True
 
 
+# Below this many hidden neurons a batch of subdomains is too small work for the GPU to gain (measured
+# on an H100 against 2 CPU cores; see benchmarks/bench_gpu_bounds.py).
+GPU_MIN_NEURONS = 200
+
+
+def subdomain_bounder(net: Network, device: str):
+    """The C++ object that bounds batches of subdomains: the GPU one for device="cuda" (and for "auto"
+    on a network large enough to gain), else None (the CPU threads)."""
+    shapes = net.layer_shapes()
+    neurons = sum(math.prod(shapes[i][0]) for i, layer in enumerate(net.layers) if layer.is_activation)
+    if device == "cuda" or (device == "auto" and cuda_available() and neurons >= GPU_MIN_NEURONS):
+        return cuda_module().GpuSubdomainBounder(net._core)
+    return None
+
+
 def bab_bound(net: Network, p_in: float, p_out: float, domain, tol: float, time_limit, seed: int = 0,
-              show_progress: bool = False):
+              show_progress: bool = False, device: str = "cpu"):
     """Returns (upper, certified, stats, lower, witness)."""
     for i, layer in enumerate(net.layers):
         if layer.is_activation and not layer.is_piecewise_linear:
@@ -57,10 +73,11 @@ def bab_bound(net: Network, p_in: float, p_out: float, domain, tol: float, time_
                                                    time_budget=min(2.0, 0.1 * limit))
     witness = np.zeros(net.input_size) if seed_witness is None else np.asarray(seed_witness, dtype=float).ravel()
     remaining = max(0.0, limit - (time.perf_counter() - start))
+    bounder = subdomain_bounder(net, device)
     result = _core.lipschitz_bab(net._core, lo, hi, p_in, p_out, tol, remaining, 10_000_000, seed_lower, witness,
-                                 terminal_progress if show_progress else None)
+                                 terminal_progress if show_progress else None, bounder)
     if show_progress:
         sys.stderr.write("\n")
     lower, upper, found = result.pop("lower"), result.pop("upper"), result.pop("witness")
-    stats = dict(result, lower_search=search)
+    stats = dict(result, lower_search=search, device="cuda" if bounder is not None else "cpu")
     return upper, True, stats, lower, (found if lower > 0 else None)

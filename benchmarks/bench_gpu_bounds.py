@@ -1,0 +1,153 @@
+"""GPU vs CPU: batched subdomain bounding, branch and bound, and batched power iteration.
+
+    OMP_NUM_THREADS=2 python benchmarks/bench_gpu_bounds.py [--batch 4096] [--out results.md]
+
+Run with OMP_NUM_THREADS=2 so the CPU baseline is the 2-core machine CI and users run on; both paths
+run in this one process on the same random subdomains, and the table reports subdomains per second
+and the GPU/CPU ratio (plus the largest relative difference of the two norm bounds, which should be
+rounding-level). Needs a CUDA device; torch (if installed with CUDA) is the reference for the
+power-iteration row.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import lipcert as lc  # noqa: E402
+from lipcert import _core  # noqa: E402
+from lipcert._cuda_loader import cuda_module  # noqa: E402
+from conftest import random_mlp  # noqa: E402
+from test_cuda import random_subdomains  # noqa: E402
+
+NETWORKS = {  # name: layer sizes (ReLU between)
+    "SDnet-like 10-30-30-30-3": [10, 30, 30, 30, 3],
+    "Shi et al. 16-64-64-10": [16, 64, 64, 10],
+    "16-256-256-10": [16, 256, 256, 10],
+    "64-512-512-512-10": [64, 512, 512, 512, 10],
+}
+
+
+def best_time(fn, repeat):
+    best = math.inf
+    for _ in range(repeat):
+        t = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, result
+
+
+def bounding_rows(batch, repeat):
+    rows = []
+    for name, sizes in NETWORKS.items():
+        rng = np.random.default_rng(0)
+        net = random_mlp(rng, sizes)
+        lowers, uppers, states = random_subdomains(rng, net, batch, width=0.05)
+        bounder = cuda_module().GpuSubdomainBounder(net._core)
+        for p in (math.inf, 2.0):
+            n_cpu = max(64, batch // 16) if sizes[0] >= 64 else batch  # keep the CPU side to seconds
+            cpu_s, cpu = _core.time_bound_subdomains(net._core, lowers[:n_cpu], uppers[:n_cpu], states[:n_cpu], p, p,
+                                                     None, repeat)
+            _core.time_bound_subdomains(net._core, lowers[:64], uppers[:64], states[:64], p, p, bounder, 1)
+            gpu_s, gpu = _core.time_bound_subdomains(net._core, lowers, uppers, states, p, p, bounder, repeat)
+            cpu, gpu = np.asarray(cpu), np.asarray(gpu[:n_cpu])
+            assert np.array_equal(np.isnan(cpu), np.isnan(gpu)), "feasibility differs between CPU and GPU"
+            feasible = ~np.isnan(cpu)
+            diff = float(np.max(np.abs(gpu[feasible] - cpu[feasible]) / cpu[feasible])) if feasible.any() else 0.0
+            cpu_rate, gpu_rate = n_cpu / cpu_s, batch / gpu_s
+            rows.append((name, "inf" if p == math.inf else "2", f"{cpu_rate:,.0f}", f"{gpu_rate:,.0f}",
+                         f"{gpu_rate / cpu_rate:.1f}", f"{diff:.1e}"))
+    return rows
+
+
+def bab_rows(repeat):
+    rows = []
+    for sizes, p in (([10, 30, 30, 30, 3], 2.0), ([16, 64, 64, 10], math.inf)):
+        rng = np.random.default_rng(1)
+        net = random_mlp(rng, sizes)
+        lo, hi = -0.1 * np.ones(sizes[0]), 0.1 * np.ones(sizes[0])
+        out = {}
+        for device in ("cpu", "cuda"):
+            bounder = cuda_module().GpuSubdomainBounder(net._core) if device == "cuda" else None
+
+            def run():
+                return _core.lipschitz_bab(net._core, lo, hi, p, p, 1e-6, 120.0, 10_000_000, 0.0,
+                                           np.zeros(sizes[0]), None, bounder)
+            run()
+            out[device] = best_time(run, repeat)
+        (cpu_s, cpu), (gpu_s, gpu) = out["cpu"], out["cuda"]
+        rows.append(("-".join(map(str, sizes)), "inf" if p == math.inf else "2", f"{cpu_s:.3f} ({cpu['nodes']} nodes)",
+                     f"{gpu_s:.3f} ({gpu['nodes']} nodes)", f"{cpu_s / gpu_s:.2f}",
+                     f"{abs(gpu['upper'] - cpu['upper']) / cpu['upper']:.1e}"))
+    return rows
+
+
+def power_rows(repeat):
+    rng = np.random.default_rng(2)
+    rows = []
+    for count, n in ((64, 256), (16, 1024), (4, 2048)):
+        mats = [rng.normal(size=(n, n)) for _ in range(count)]
+        ours_s, ours = best_time(lambda: cuda_module().batched_power_iteration(mats, 100, 0), repeat)
+        cpu_s, _ = best_time(lambda: [np.linalg.svd(a, compute_uv=False)[0] for a in mats], 1)
+        torch_s = float("nan")
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                stacked = torch.tensor(np.stack(mats), device="cuda")
+                torch.linalg.matrix_norm(stacked, ord=2)
+                torch.cuda.synchronize()
+
+                def reference():
+                    r = torch.linalg.matrix_norm(torch.tensor(np.stack(mats), device="cuda"), ord=2)
+                    return r.cpu().numpy()
+                torch_s, exact = best_time(reference, repeat)
+                assert np.all(np.asarray(ours) <= exact * (1 + 1e-12))
+        except ImportError:
+            pass
+        rows.append((f"{count} x {n}x{n}", f"{ours_s:.4f}", f"{torch_s:.4f}", f"{cpu_s:.4f}"))
+    return rows
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=4096)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    if not lc.cuda_available():
+        sys.exit("no CUDA device: this benchmark compares the GPU path with the CPU path")
+    threads = os.environ.get("OMP_NUM_THREADS", "all")
+    sections = [
+        (f"CPU threads (OMP_NUM_THREADS): {threads}; batch {args.batch} subdomains\n\n"
+         "Subdomains bounded per second in C++ (GPU includes transfers and the host-side norms):\n",
+         lambda: table(["network", "p=q", "CPU /s", "GPU /s", "GPU/CPU", "max rel. diff of norm bound"],
+                       bounding_rows(args.batch, args.repeat))),
+        ("\nBranch and bound to tol 1e-6 on a box of radius 0.1 (seconds):\n",
+         lambda: table(["network", "p=q", "CPU", "GPU", "CPU/GPU", "rel. diff of upper"], bab_rows(args.repeat))),
+        ("\nBatched spectral-norm estimates (seconds; 100 power steps vs torch.linalg on the GPU vs numpy SVD):\n",
+         lambda: table(["matrices", "lipcert power", "torch.linalg", "numpy SVD (CPU)"], power_rows(args.repeat))),
+    ]
+    report = []
+    for title, make in sections:
+        report += [title, make()]
+        print("\n".join(report[-2:]), flush=True)
+        if args.out:
+            args.out.write_text("\n".join(report) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+#pragma once
+// The device half of GpuSubdomainBounder: raw buffers and kernels, no Eigen (nvcc compiles this half,
+// the host half in subdomain_bounds.cpp builds the plan and turns the results into SubdomainBounds).
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace lipcert::cuda::detail {
+
+/// The network as the kernels see it: affine layers as dense row-major (out, in) matrices with a full
+/// bias vector, activations as their negative slope; reshapes dropped.
+struct NetworkPlan {
+  struct Step {
+    bool affine;
+    int in, out;        // sizes (equal for activations)
+    int matrix;         // affine: index into weights / biases
+    double slope;       // activation: derivative for z < 0
+    int offset;         // activation: first neuron of this layer in the flat per-subdomain neuron array
+    int activation;     // activation: index among the activation layers
+  };
+  int input_size = 0, output_size = 0, total_neurons = 0, max_width = 0;
+  std::vector<Step> steps;
+  std::vector<std::vector<double>> weights, biases;
+};
+
+/// One assigned neuron whose region row is wanted (if the layers before it are fixed in subdomain b).
+struct RegionCandidate {
+  int subdomain, activation, neuron, sign;
+};
+
+struct BatchInput {
+  int batch = 0;
+  std::vector<double> lower, upper;             // batch x input_size
+  std::vector<int8_t> states;                   // batch x total_neurons
+  std::vector<RegionCandidate> candidates;      // grouped by activation layer, in layer order
+};
+
+struct BatchOutput {
+  std::vector<int> feasible;                    // batch
+  std::vector<double> pre_lower, pre_upper;     // batch x total_neurons
+  std::vector<double> jacobian_center, jacobian_radius;  // batch x output_size x input_size
+  std::vector<double> g, g_error;               // candidates x input_size
+  std::vector<double> h, h_error;               // candidates
+  std::vector<int> used;                        // candidates: 1 where the row belongs to the region
+};
+
+/// Owns the device copy of one network and the work buffers; not thread-safe (one batch at a time).
+class DeviceBatchBounder {
+ public:
+  explicit DeviceBatchBounder(const NetworkPlan& plan);
+  ~DeviceBatchBounder();
+  DeviceBatchBounder(const DeviceBatchBounder&) = delete;
+  DeviceBatchBounder& operator=(const DeviceBatchBounder&) = delete;
+
+  /// Bounds input.batch subdomains; the largest batch that fits the work buffers is chosen by the caller.
+  void run(const BatchInput& input, BatchOutput& output);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace lipcert::cuda::detail

@@ -1,0 +1,164 @@
+// The host half of GpuSubdomainBounder: the network plan, packing subdomains for the device, and turning
+// the device's arrays back into SubdomainBounds with the shared pieces of the CPU implementation.
+#include "lipcert/cuda/subdomain_bounds.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "batch_kernels.hpp"
+#include "lipcert/cuda/power_iteration.hpp"
+#include "lipcert/linear_ops.hpp"
+
+namespace lipcert::cuda {
+
+namespace {
+
+using RowMajor = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// The prefix buffers hold batch x input_size x width doubles each; this caps one of them at 1 GiB.
+constexpr long long kMaxPrefixEntries = 1LL << 27;
+
+detail::NetworkPlan make_plan(const Network& net, long long max_dense_entries) {
+  detail::NetworkPlan plan;
+  plan.input_size = net.input_size();
+  plan.output_size = net.output_size();
+  plan.max_width = std::max(plan.input_size, plan.output_size);
+  int activation = 0;
+  for (size_t index = 0; index < net.layers().size(); ++index) {
+    const Layer& l = net.layers()[index];
+    const int in = l.in_shape.size(), out = l.out_shape.size();
+    plan.max_width = std::max({plan.max_width, in, out});
+    if (l.is_affine()) {
+      if (static_cast<long long>(in) * out > max_dense_entries)
+        throw std::invalid_argument("GpuSubdomainBounder: layer " + std::to_string(index) + " (" +
+                                    layer_kind_name(l.kind) + ") is too large to run as a dense matrix");
+      const RowMajor w = dense_matrix(l);
+      const Eigen::VectorXd bias = apply_linear(l, Eigen::VectorXd::Zero(in), true).col(0);
+      plan.steps.push_back({true, in, out, static_cast<int>(plan.weights.size()), 0.0, 0, 0});
+      plan.weights.emplace_back(w.data(), w.data() + w.size());
+      plan.biases.emplace_back(bias.data(), bias.data() + bias.size());
+    } else if (l.is_activation()) {
+      if (!l.is_piecewise_linear_activation())
+        throw std::invalid_argument(std::string("GpuSubdomainBounder: ") + layer_kind_name(l.kind) +
+                                    " is not piecewise linear; branch and bound needs ReLU or LeakyReLU");
+      const double slope = l.kind == LayerKind::ReLU ? 0.0 : l.negative_slope;
+      plan.steps.push_back({false, in, out, -1, slope, plan.total_neurons, activation++});
+      plan.total_neurons += out;
+    }
+  }
+  return plan;
+}
+
+}  // namespace
+
+GpuSubdomainBounder::GpuSubdomainBounder(const Network& net, long long max_dense_entries)
+    : net_(net), plan_(std::make_unique<detail::NetworkPlan>(make_plan(net, max_dense_entries))) {
+  if (device_count() == 0) throw std::runtime_error("GpuSubdomainBounder: no CUDA device is available");
+  device_ = std::make_unique<detail::DeviceBatchBounder>(*plan_);
+}
+
+GpuSubdomainBounder::~GpuSubdomainBounder() = default;
+
+std::vector<SubdomainBound> GpuSubdomainBounder::bound(const std::vector<Subdomain>& subdomains, Norm p, Norm q) {
+  const detail::NetworkPlan& plan = *plan_;
+  const int n = plan.input_size, m = plan.output_size, total = plan.total_neurons;
+  std::vector<SubdomainBound> results(subdomains.size());
+  std::vector<size_t> on_gpu, on_cpu;
+  for (size_t i = 0; i < subdomains.size(); ++i) {
+    const Subdomain& s = subdomains[i];
+    if (s.lower.size() != n || s.upper.size() != n)
+      throw std::invalid_argument("bound_subdomain: the box must have the network's input size");
+    (s.lower.allFinite() && s.upper.allFinite() ? on_gpu : on_cpu).push_back(i);
+  }
+  if (!on_cpu.empty()) {
+    std::vector<Subdomain> unbounded;
+    for (size_t i : on_cpu) unbounded.push_back(subdomains[i]);
+    std::vector<SubdomainBound> cpu = bound_subdomains(net_, unbounded, p, q);
+    for (size_t k = 0; k < on_cpu.size(); ++k) results[on_cpu[k]] = std::move(cpu[k]);
+  }
+
+  std::vector<const detail::NetworkPlan::Step*> activations;
+  for (const auto& step : plan.steps)
+    if (!step.affine) activations.push_back(&step);
+  const size_t chunk = static_cast<size_t>(std::max(1LL, kMaxPrefixEntries / (static_cast<long long>(n) * plan.max_width)));
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (size_t first = 0; first < on_gpu.size(); first += chunk) {
+    const int batch = static_cast<int>(std::min(chunk, on_gpu.size() - first));
+    detail::BatchInput in;
+    in.batch = batch;
+    in.lower.resize(static_cast<size_t>(batch) * n);
+    in.upper.resize(static_cast<size_t>(batch) * n);
+    in.states.assign(static_cast<size_t>(batch) * total, 0);
+    for (int b = 0; b < batch; ++b) {
+      const Subdomain& s = subdomains[on_gpu[first + b]];
+      std::copy(s.lower.data(), s.lower.data() + n, in.lower.begin() + static_cast<long long>(b) * n);
+      std::copy(s.upper.data(), s.upper.data() + n, in.upper.begin() + static_cast<long long>(b) * n);
+      if (s.states.size() > activations.size())
+        throw std::invalid_argument("bound_subdomain: more activation assignments than activation layers");
+      for (size_t k = 0; k < s.states.size(); ++k) {
+        if (s.states[k].empty()) continue;
+        if (static_cast<int>(s.states[k].size()) != activations[k]->out)
+          throw std::invalid_argument("bound_subdomain: activation layer " + std::to_string(k) + " has " +
+                                      std::to_string(activations[k]->out) + " neurons but the assignment has " +
+                                      std::to_string(s.states[k].size()));
+        std::copy(s.states[k].begin(), s.states[k].end(),
+                  in.states.begin() + static_cast<long long>(b) * total + activations[k]->offset);
+      }
+    }
+    // Region candidates, layer-major; each subdomain's own rows stay in (layer, neuron) order.
+    std::vector<std::vector<int>> rows_of(batch);
+    for (const auto* step : activations)
+      for (int b = 0; b < batch; ++b)
+        for (int i = 0; i < step->out; ++i) {
+          const int s = in.states[static_cast<size_t>(b) * total + step->offset + i];
+          if (s == 0) continue;
+          rows_of[b].push_back(static_cast<int>(in.candidates.size()));
+          in.candidates.push_back({b, step->activation, i, s});
+        }
+    detail::BatchOutput out;
+    device_->run(in, out);
+
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int b = 0; b < batch; ++b) {
+      SubdomainBound& r = results[on_gpu[first + b]];
+      if (!out.feasible[b]) {
+        r.feasible = false;
+        continue;
+      }
+      const size_t base = static_cast<size_t>(b) * total;
+      for (const auto* step : activations) {
+        r.pre_lower.emplace_back(Eigen::Map<const Eigen::VectorXd>(out.pre_lower.data() + base + step->offset, step->out));
+        r.pre_upper.emplace_back(Eigen::Map<const Eigen::VectorXd>(out.pre_upper.data() + base + step->offset, step->out));
+      }
+      const size_t jac = static_cast<size_t>(b) * m * n;
+      r.jacobian_center = Eigen::Map<const RowMajor>(out.jacobian_center.data() + jac, m, n);
+      r.jacobian_radius = Eigen::Map<const RowMajor>(out.jacobian_radius.data() + jac, m, n);
+      r.norm_upper = jacobian_set_norm_upper(r.jacobian_center, r.jacobian_radius, p, q);
+      int used = 0;
+      for (int c : rows_of[b]) used += out.used[c];
+      r.region_g.resize(used, n);
+      r.region_g_error.resize(used, n);
+      r.region_h.resize(used);
+      r.region_h_error.resize(used);
+      int row = 0;
+      for (int c : rows_of[b]) {
+        if (!out.used[c]) continue;
+        r.region_g.row(row) = Eigen::Map<const Eigen::RowVectorXd>(out.g.data() + static_cast<size_t>(c) * n, n);
+        r.region_g_error.row(row) = Eigen::Map<const Eigen::RowVectorXd>(out.g_error.data() + static_cast<size_t>(c) * n, n);
+        r.region_h(row) = out.h[c];
+        r.region_h_error(row) = out.h_error[c];
+        ++row;
+      }
+      for (size_t k = 0; k < activations.size(); ++k)
+        for (int i = 0; i < activations[k]->out; ++i) {
+          const DerivativeInterval d = derivative_interval(r.pre_lower[k](i), r.pre_upper[k](i),
+                                                           in.states[base + activations[k]->offset + i],
+                                                           activations[k]->slope);
+          if (d.radius != 0.0) r.unstable.push_back(unstable_neuron(r, static_cast<int>(k), i, d.radius));
+        }
+    }
+  }
+  return results;
+}
+
+}  // namespace lipcert::cuda
