@@ -298,6 +298,34 @@ __global__ void activation_backward(long long rows, int m, int width, int total,
   c[t] = c[t] * dm;
 }
 
+// || |C| + R ||_{p->q} per subdomain where it has a closed form: the largest row norm (dual of p) when
+// q = inf, the largest column q-norm when p = 1; NaN otherwise. For these pairs the entrywise majorant
+// is never worse than ||C|| + ||R|| (triangle inequality on each row or column). norm codes: 0 = inf.
+__global__ void majorant_norm(int batch, int m, int n, int p, int q, const double* c, const double* r, double* out) {
+  const int b = blockIdx.x * blockDim.x + threadIdx.x;
+  if (b >= batch) return;
+  const double* cb = c + static_cast<long long>(b) * m * n;
+  const double* rb = r + static_cast<long long>(b) * m * n;
+  const bool by_rows = q == 0;
+  if (!by_rows && p != 1) {
+    out[b] = nan("");
+    return;
+  }
+  const int dual = by_rows ? (p == 0 ? 1 : p == 1 ? 0 : 2) : q;  // the norm taken of each row / column
+  const int outer = by_rows ? m : n, inner = by_rows ? n : m;
+  double best = 0.0;
+  for (int a = 0; a < outer; ++a) {
+    double acc = 0.0;
+    for (int k = 0; k < inner; ++k) {
+      const long long at = by_rows ? static_cast<long long>(a) * n + k : static_cast<long long>(k) * n + a;
+      const double v = __dadd_ru(fabs(cb[at]), rb[at]);
+      acc = dual == 0 ? fmax(acc, v) : dual == 1 ? __dadd_ru(acc, v) : __dadd_ru(acc, __dmul_ru(v, v));
+    }
+    best = fmax(best, dual == 2 ? __dsqrt_ru(acc) : acc);
+  }
+  out[b] = best;
+}
+
 unsigned blocks(long long n, int threads = 256) { return static_cast<unsigned>((n + threads - 1) / threads); }
 
 }  // namespace
@@ -306,7 +334,7 @@ struct DeviceBatchBounder::State {
   NetworkPlan plan;
   std::vector<Buffer<double>> weights, transposed, biases;
   Buffer<double> lower, upper, box_c, box_r, xc, xr, yc, yr, lo, hi, pa, pea, pa2, pea2, pc, pec, pc2, pec2;
-  Buffer<double> pre_lower, pre_upper, dm, dr, jc, jr, jc2, jr2, g, g_error, h, h_error;
+  Buffer<double> pre_lower, pre_upper, dm, dr, jc, jr, jc2, jr2, g, g_error, h, h_error, norms;
   Buffer<int8_t> states;
   Buffer<int> exact, unfixed, feasible, used;
   Buffer<RegionCandidate> candidates;
@@ -345,6 +373,7 @@ void DeviceBatchBounder::run(const BatchInput& in, BatchOutput& out) {
   const size_t jac = static_cast<size_t>(batch) * m * std::max(plan.max_width, m);
   for (auto* buf : {&s.jc, &s.jr, &s.jc2, &s.jr2}) buf->reserve(jac);
   for (auto* buf : {&s.exact, &s.unfixed, &s.feasible}) buf->reserve(batch);
+  s.norms.reserve(batch);
   const size_t cand = in.candidates.size();
   for (auto* buf : {&s.g, &s.g_error}) buf->reserve(cand * n);
   for (auto* buf : {&s.h, &s.h_error}) buf->reserve(cand);
@@ -407,12 +436,14 @@ void DeviceBatchBounder::run(const BatchInput& in, BatchOutput& out) {
                                                           s.jc.ptr, s.jr.ptr);
     }
   }
+  majorant_norm<<<blocks(batch, 128), 128>>>(batch, m, n, in.p, in.q, s.jc.ptr, s.jr.ptr, s.norms.ptr);
   check(cudaGetLastError(), "kernel launch");
   download(out.feasible, s.feasible, batch);
   download(out.pre_lower, s.pre_lower, static_cast<size_t>(batch) * total);
   download(out.pre_upper, s.pre_upper, static_cast<size_t>(batch) * total);
   download(out.jacobian_center, s.jc, static_cast<size_t>(rows) * n);
   download(out.jacobian_radius, s.jr, static_cast<size_t>(rows) * n);
+  download(out.norm_upper, s.norms, batch);
   download(out.g, s.g, cand * n);
   download(out.g_error, s.g_error, cand * n);
   download(out.h, s.h, cand);

@@ -30,6 +30,8 @@ struct RegionCandidate {
 
 struct BatchInput {
   int batch = 0;
+  /// The norm pair as 1, 2 or 0 (infinity), for the closed-form Jacobian-set norms computed on the device.
+  int p = 2, q = 2;
   std::vector<double> lower, upper;             // batch x input_size
   std::vector<int8_t> states;                   // batch x total_neurons
   std::vector<RegionCandidate> candidates;      // grouped by activation layer, in layer order
@@ -39,6 +41,8 @@ struct BatchOutput {
   std::vector<int> feasible;                    // batch
   std::vector<double> pre_lower, pre_upper;     // batch x total_neurons
   std::vector<double> jacobian_center, jacobian_radius;  // batch x output_size x input_size
+  /// || |C| + R ||_{p->q} where it has a closed form (p = 1 or q = inf), rounded upward; else NaN.
+  std::vector<double> norm_upper;                // batch
   std::vector<double> g, g_error;               // candidates x input_size
   std::vector<double> h, h_error;               // candidates
   std::vector<int> used;                        // candidates: 1 where the row belongs to the region

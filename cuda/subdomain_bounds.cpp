@@ -3,6 +3,7 @@
 #include "lipcert/cuda/subdomain_bounds.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 #include "batch_kernels.hpp"
@@ -86,6 +87,8 @@ std::vector<SubdomainBound> GpuSubdomainBounder::bound(const std::vector<Subdoma
     const int batch = static_cast<int>(std::min(chunk, on_gpu.size() - first));
     detail::BatchInput in;
     in.batch = batch;
+    in.p = p == Norm::Inf ? 0 : p == Norm::One ? 1 : 2;
+    in.q = q == Norm::Inf ? 0 : q == Norm::One ? 1 : 2;
     in.lower.resize(static_cast<size_t>(batch) * n);
     in.upper.resize(static_cast<size_t>(batch) * n);
     in.states.assign(static_cast<size_t>(batch) * total, 0);
@@ -133,7 +136,8 @@ std::vector<SubdomainBound> GpuSubdomainBounder::bound(const std::vector<Subdoma
       const size_t jac = static_cast<size_t>(b) * m * n;
       r.jacobian_center = Eigen::Map<const RowMajor>(out.jacobian_center.data() + jac, m, n);
       r.jacobian_radius = Eigen::Map<const RowMajor>(out.jacobian_radius.data() + jac, m, n);
-      r.norm_upper = jacobian_set_norm_upper(r.jacobian_center, r.jacobian_radius, p, q);
+      r.norm_upper = std::isnan(out.norm_upper[b]) ? jacobian_set_norm_upper(r.jacobian_center, r.jacobian_radius, p, q)
+                                                   : out.norm_upper[b];
       int used = 0;
       for (int c : rows_of[b]) used += out.used[c];
       r.region_g.resize(used, n);

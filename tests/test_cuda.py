@@ -47,18 +47,24 @@ def test_autolip_on_cuda_matches_cpu():
     assert gpu_bound.upper == pytest.approx(cpu.upper, rel=1e-8)
 
 
-def random_subdomains(rng, net, count, width=0.3):
+def random_subdomains(rng, net, count, width=0.3, depth=None):
     """Boxes around random points, each with the activation states of its centre on a random part of
-    the neurons (so many subdomains are feasible and have fixed prefixes)."""
+    the neurons (so many subdomains are feasible and have fixed prefixes). With depth, each subdomain
+    instead fixes its first (up to depth) neurons in layer order, as branch and bound does."""
     from test_subdomain_bounds import pre_activations
 
     centers = rng.normal(size=(count, net.input_size)) * 0.5
     lowers, uppers = centers - width * rng.random((count, 1)), centers + width * rng.random((count, 1))
     pres = pre_activations(net, centers)
+    sizes = [z.shape[1] for z in pres]
     states = []
     for b in range(count):
-        keep = rng.random() * 1.2
-        states.append([np.where(rng.random(z.shape[1]) < keep, np.sign(z[b]), 0).astype(np.int8) for z in pres])
+        signs = np.sign(np.concatenate([z[b] for z in pres])).astype(np.int8)
+        if depth is None:
+            signs[rng.random(signs.size) >= rng.random() * 1.2] = 0
+        else:
+            signs[rng.integers(0, depth + 1):] = 0
+        states.append(np.split(signs, np.cumsum(sizes)[:-1]))
     return lowers, uppers, states
 
 

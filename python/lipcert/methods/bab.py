@@ -44,9 +44,9 @@ def terminal_progress(lower, upper, seconds, nodes, open_nodes) -> bool:
     return True
 
 
-# Below this many hidden neurons a batch of subdomains is too small work for the GPU to gain (measured
-# on an H100 against 2 CPU cores; see benchmarks/bench_gpu_bounds.py).
-GPU_MIN_NEURONS = 200
+# Below this many hidden neurons a batch of subdomains is too little work for the GPU to gain much
+# (bounding on an H100 vs 2 CPU cores: 2-7x at 90-130 neurons, 5-22x at 512; benchmarks/bench_gpu_bounds.py).
+GPU_MIN_NEURONS = 500
 
 
 def subdomain_bounder(net: Network, device: str):
