@@ -52,10 +52,15 @@ GPU_MIN_NEURONS = 500
 def subdomain_bounder(net: Network, device: str):
     """The C++ object that bounds batches of subdomains: the GPU one for device="cuda" (and for "auto"
     on a network large enough to gain), else None (the CPU threads)."""
+    if device == "cuda":
+        return cuda_module().GpuSubdomainBounder(net._core)  # its ValueError names the layer it cannot take
     shapes = net.layer_shapes()
     neurons = sum(math.prod(shapes[i][0]) for i, layer in enumerate(net.layers) if layer.is_activation)
-    if device == "cuda" or (device == "auto" and cuda_available() and neurons >= GPU_MIN_NEURONS):
-        return cuda_module().GpuSubdomainBounder(net._core)
+    if device == "auto" and cuda_available() and neurons >= GPU_MIN_NEURONS:
+        try:
+            return cuda_module().GpuSubdomainBounder(net._core)
+        except ValueError:  # a layer too large to run densely: the CPU path takes any network
+            return None
     return None
 
 
