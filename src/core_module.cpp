@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <memory>
 
 #include "lipcert/bab.hpp"
 #include "lipcert/certified_jvp.hpp"
@@ -30,6 +31,26 @@ Eigen::Map<const Eigen::MatrixXd> as_columns(const Batch& x, Eigen::Index featur
   if (x.ndim() != 2 || x.shape(1) != features)
     throw std::invalid_argument("expected an array of shape (batch, " + std::to_string(features) + ")");
   return Eigen::Map<const Eigen::MatrixXd>(x.data(), features, x.shape(0));
+}
+
+// Boxes given as (batch, input_size) rows, with optional per-subdomain activation states.
+std::vector<Subdomain> make_subdomains(const Eigen::MatrixXd& lowers, const Eigen::MatrixXd& uppers,
+                                       const std::vector<std::vector<NeuronStates>>& states) {
+  if (lowers.rows() != uppers.rows() || lowers.cols() != uppers.cols() ||
+      (!states.empty() && states.size() != static_cast<size_t>(lowers.rows())))
+    throw std::invalid_argument("bound_subdomains: lowers, uppers and states must describe the same batch");
+  std::vector<Subdomain> subdomains(lowers.rows());
+  for (Eigen::Index i = 0; i < lowers.rows(); ++i) {
+    subdomains[i].lower = lowers.row(i).transpose();
+    subdomains[i].upper = uppers.row(i).transpose();
+    if (!states.empty()) subdomains[i].states = states[i];
+  }
+  return subdomains;
+}
+
+// The given bounder, or the CPU one when None was passed.
+std::shared_ptr<SubdomainBounder> bounder_or_cpu(std::shared_ptr<SubdomainBounder> bounder, const Network& net) {
+  return bounder ? std::move(bounder) : std::make_shared<CpuSubdomainBounder>(net);
 }
 
 const Layer& layer_at(const Network& net, int index) {
@@ -187,20 +208,12 @@ PYBIND11_MODULE(_core, m) {
                                const std::vector<std::vector<NeuronStates>>& states, double p, double q,
                                std::shared_ptr<SubdomainBounder> bounder) {
     // lowers, uppers: (batch, input_size); states: per subdomain, per activation layer (may be empty)
-    if (lowers.rows() != uppers.rows() || lowers.cols() != uppers.cols() ||
-        (!states.empty() && states.size() != static_cast<size_t>(lowers.rows())))
-      throw std::invalid_argument("bound_subdomains: lowers, uppers and states must describe the same batch");
-    std::vector<Subdomain> subdomains(lowers.rows());
-    for (Eigen::Index i = 0; i < lowers.rows(); ++i) {
-      subdomains[i].lower = lowers.row(i).transpose();
-      subdomains[i].upper = uppers.row(i).transpose();
-      if (!states.empty()) subdomains[i].states = states[i];
-    }
+    const std::vector<Subdomain> subdomains = make_subdomains(lowers, uppers, states);
+    const auto chosen = bounder_or_cpu(std::move(bounder), net);
     std::vector<SubdomainBound> results;
     {
       py::gil_scoped_release release;
-      results = bounder ? bounder->bound(subdomains, norm_from_double(p), norm_from_double(q))
-                        : bound_subdomains(net, subdomains, norm_from_double(p), norm_from_double(q));
+      results = chosen->bound(subdomains, norm_from_double(p), norm_from_double(q));
     }
     py::list out;
     for (const auto& r : results) {
@@ -229,20 +242,14 @@ PYBIND11_MODULE(_core, m) {
                                     const std::vector<std::vector<NeuronStates>>& states, double p, double q,
                                     std::shared_ptr<SubdomainBounder> bounder, int repeat) {
     // For benchmarks: the bounding alone, without converting results to Python objects.
-    std::vector<Subdomain> subdomains(lowers.rows());
-    for (Eigen::Index i = 0; i < lowers.rows(); ++i) {
-      subdomains[i].lower = lowers.row(i).transpose();
-      subdomains[i].upper = uppers.row(i).transpose();
-      if (!states.empty()) subdomains[i].states = states.at(i);
-    }
+    const std::vector<Subdomain> subdomains = make_subdomains(lowers, uppers, states);
+    const auto chosen = bounder_or_cpu(std::move(bounder), net);
     py::gil_scoped_release release;
     double best = std::numeric_limits<double>::infinity();
     std::vector<double> norms;
     for (int r = 0; r < std::max(1, repeat); ++r) {
       const auto start = std::chrono::steady_clock::now();
-      const std::vector<SubdomainBound> results =
-          bounder ? bounder->bound(subdomains, norm_from_double(p), norm_from_double(q))
-                  : bound_subdomains(net, subdomains, norm_from_double(p), norm_from_double(q));
+      const std::vector<SubdomainBound> results = chosen->bound(subdomains, norm_from_double(p), norm_from_double(q));
       best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
       norms.clear();
       for (const auto& b : results) norms.push_back(b.feasible ? b.norm_upper : std::nan(""));
