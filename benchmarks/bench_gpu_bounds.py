@@ -1,4 +1,4 @@
-"""GPU vs CPU: batched subdomain bounding, branch and bound, and batched power iteration.
+"""GPU vs CPU: batched subdomain bounding, branch and bound, batched power and Gram iteration.
 
     OMP_NUM_THREADS=2 python benchmarks/bench_gpu_bounds.py [--batch 4096] [--out results.md]
 
@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import lipcert as lc  # noqa: E402
 from lipcert import _core  # noqa: E402
 from lipcert._cuda_loader import cuda_module  # noqa: E402
+from lipcert.methods.autolip import autolip_bound  # noqa: E402
 from conftest import random_mlp  # noqa: E402
 from test_cuda import random_subdomains  # noqa: E402
 
@@ -119,6 +120,31 @@ def power_rows(repeat):
     return rows
 
 
+def gram_rows(repeat):
+    """Certified autolip on one network per row: the 2-core CPU proof (Lanczos estimate + Cholesky, or
+    the per-frequency proof for large convolutions) vs Gram iteration on the GPU, same process."""
+    rng = np.random.default_rng(3)
+    nets = {
+        "dense 1024-1024-1024-10": random_mlp(rng, [1024, 1024, 1024, 10]),
+        "dense 2048-4096-2048-10": random_mlp(rng, [2048, 4096, 2048, 10]),
+        "conv 64->64 3x3 on 64x32x32": lc.Network(
+            [lc.Conv2d(rng.normal(size=(64, 64, 3, 3)) / 24, None, padding=1), lc.ReLU(),
+             lc.Conv2d(rng.normal(size=(64, 64, 3, 3)) / 24, None, padding=1)], (64, 32, 32)),
+        "conv 128->256 3x3 on 128x16x16": lc.Network(
+            [lc.Conv2d(rng.normal(size=(256, 128, 3, 3)) / 34, None, padding=1)], (128, 16, 16)),
+    }
+    rows = []
+    for name, net in nets.items():
+        autolip_bound(net, 2.0, 2.0, use_cuda=True)  # warm-up: context creation
+        cpu_s, (cpu, _, _) = best_time(lambda: autolip_bound(net, 2.0, 2.0, use_cuda=False), 1)
+        gpu_s, (gpu, _, stats) = best_time(lambda: autolip_bound(net, 2.0, 2.0, use_cuda=True), repeat)
+        squarings = max(layer["iterations"] for layer in stats["layers"])
+        rows.append((name, f"{cpu:.10g}", f"{gpu:.10g}", f"{gpu / cpu - 1:.1e}",
+                     f"{cpu_s:.3f}", f"{gpu_s:.3f}", squarings, f"{cpu_s / gpu_s:.1f}"))
+        print(rows[-1], flush=True)
+    return rows
+
+
 def table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
@@ -130,7 +156,7 @@ def main():
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--sections", default="bounding,bab,power", help="comma-separated subset to run")
+    parser.add_argument("--sections", default="bounding,bab,power,gram", help="comma-separated subset to run")
     args = parser.parse_args()
     if not lc.cuda_available():
         sys.exit("no CUDA device: this benchmark compares the GPU path with the CPU path")
@@ -144,10 +170,13 @@ def main():
          lambda: table(["network", "p=q", "CPU", "GPU", "CPU/GPU"], bab_rows(1))),
         ("\nBatched spectral-norm estimates (seconds; 100 power steps vs torch.linalg on the GPU vs numpy SVD):\n",
          lambda: table(["matrices", "lipcert power", "torch.linalg", "numpy SVD (CPU)"], power_rows(args.repeat))),
+        ("\nCertified autolip, CPU (2 threads) vs GPU Gram iteration (seconds; bounds must agree closely):\n",
+         lambda: table(["network", "CPU upper", "GPU upper", "GPU/CPU - 1", "CPU s", "GPU s", "squarings",
+                        "CPU/GPU"], gram_rows(args.repeat))),
     ]
     chosen = args.sections.split(",")
     report = []
-    for (title, make), name in zip(sections, ("bounding", "bab", "power")):
+    for (title, make), name in zip(sections, ("bounding", "bab", "power", "gram")):
         if name not in chosen:
             continue
         report += [title, make()]

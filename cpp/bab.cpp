@@ -64,6 +64,7 @@ BabResult lipschitz_bab(const Network& net, const Eigen::VectorXd& lower, const 
     open.push(Node{root, std::move(b), u});
   }
   result.nodes = 1;
+  LpSolver lp;  // this run's HiGHS instance: the search itself runs on one thread
   auto global_upper = [&] { return std::max(closed_upper, open.empty() ? 0.0 : open.top().upper); };
 
   // Bounds the two children of each parent and drops those proved empty (interval contradiction or a
@@ -92,7 +93,7 @@ BabResult lipschitz_bab(const Network& net, const Eigen::VectorXd& lower, const 
         continue;
       }
       const SubdomainBound& b = bounds[i];
-      if (prove_infeasible(b.region_g, b.region_h, b.region_g_error, b.region_h_error, lower, upper)) {
+      if (lp.prove_infeasible(b.region_g, b.region_h, b.region_g_error, b.region_h_error, lower, upper)) {
         ++result.pruned_by_lp;
         continue;
       }
@@ -106,7 +107,7 @@ BabResult lipschitz_bab(const Network& net, const Eigen::VectorXd& lower, const 
   auto certify_leaf = [&](const Node& leaf) {
     ++result.leaves;
     Eigen::VectorXd center;
-    if (!(chebyshev_radius(leaf.bound.region_g, leaf.bound.region_h, lower, upper, &center) > 0)) return false;
+    if (!(lp.chebyshev_radius(leaf.bound.region_g, leaf.bound.region_h, lower, upper, &center) > 0)) return false;
     center = center.cwiseMax(lower).cwiseMin(upper);
     const Eigen::VectorXd v = operator_norm(leaf.bound.jacobian_center, p, q).argmax;
     const CertifiedDirectional cd = certified_directional_lower(net, center, v, p, q);

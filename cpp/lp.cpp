@@ -17,35 +17,24 @@ namespace {
 
 constexpr double kMaxRadius = 1e6;
 
-class HighsHandle {
- public:
-  HighsHandle() : highs_(Highs_create()) {
-    if (!highs_) throw std::runtime_error("HiGHS: could not create a solver instance");
-    Highs_setBoolOptionValue(highs_, "output_flag", 0);
-  }
-  ~HighsHandle() { Highs_destroy(highs_); }
-  HighsHandle(const HighsHandle&) = delete;
-  HighsHandle& operator=(const HighsHandle&) = delete;
-  void* get() const { return highs_; }
-
- private:
-  void* highs_;
-};
-
-// Creating a HiGHS instance costs more than solving the small LPs of branch and bound, so each
-// thread keeps one and empties it before every solve (options, e.g. presolve, are set per solve).
-void* thread_highs() {
-  thread_local HighsHandle handle;
-  Highs_clearModel(handle.get());
-  Highs_clearSolver(handle.get());
-  return handle.get();
-}
-
 }  // namespace
 
 std::string highs_version() { return Highs_version(); }
 
-double chebyshev_radius(const Eigen::Ref<const Eigen::MatrixXd>& a, const Eigen::Ref<const Eigen::VectorXd>& b,
+LpSolver::LpSolver() : highs_(Highs_create()) {
+  if (!highs_) throw std::runtime_error("HiGHS: could not create a solver instance");
+  Highs_setBoolOptionValue(highs_, "output_flag", 0);
+}
+
+LpSolver::~LpSolver() { Highs_destroy(highs_); }
+
+void* LpSolver::fresh() {
+  Highs_clearModel(highs_);
+  Highs_clearSolver(highs_);
+  return highs_;
+}
+
+double LpSolver::chebyshev_radius(const Eigen::Ref<const Eigen::MatrixXd>& a, const Eigen::Ref<const Eigen::VectorXd>& b,
                         const Eigen::Ref<const Eigen::VectorXd>& lower, const Eigen::Ref<const Eigen::VectorXd>& upper,
                         Eigen::VectorXd* center) {
   const Eigen::Index m = a.rows(), n = a.cols();
@@ -93,7 +82,7 @@ double chebyshev_radius(const Eigen::Ref<const Eigen::MatrixXd>& a, const Eigen:
     start.push_back(static_cast<HighsInt>(index.size()));
   }
 
-  void* highs = thread_highs();
+  void* highs = fresh();
   Highs_setStringOptionValue(highs, "presolve", "choose");
   const HighsInt status = Highs_passLp(highs, static_cast<HighsInt>(n + 1), row,
                                        static_cast<HighsInt>(index.size()), kHighsMatrixFormatColwise,
@@ -140,9 +129,11 @@ bool farkas_holds(const Eigen::Ref<const Eigen::MatrixXd>& g, const Eigen::Ref<c
 
 }  // namespace
 
-bool prove_infeasible(const Eigen::Ref<const Eigen::MatrixXd>& g, const Eigen::Ref<const Eigen::VectorXd>& h,
-                      const Eigen::Ref<const Eigen::MatrixXd>& g_error, const Eigen::Ref<const Eigen::VectorXd>& h_error,
-                      const Eigen::Ref<const Eigen::VectorXd>& lower, const Eigen::Ref<const Eigen::VectorXd>& upper) {
+bool LpSolver::prove_infeasible(const Eigen::Ref<const Eigen::MatrixXd>& g, const Eigen::Ref<const Eigen::VectorXd>& h,
+                                const Eigen::Ref<const Eigen::MatrixXd>& g_error,
+                                const Eigen::Ref<const Eigen::VectorXd>& h_error,
+                                const Eigen::Ref<const Eigen::VectorXd>& lower,
+                                const Eigen::Ref<const Eigen::VectorXd>& upper) {
   const Eigen::Index m = g.rows(), n = g.cols();
   if (m == 0 || !lower.allFinite() || !upper.allFinite()) return false;
   const double inf = std::numeric_limits<double>::infinity();
@@ -155,7 +146,7 @@ bool prove_infeasible(const Eigen::Ref<const Eigen::MatrixXd>& g, const Eigen::R
       if (g(i, j) != 0.0) index.push_back(static_cast<HighsInt>(i)), value.push_back(g(i, j));
     start.push_back(static_cast<HighsInt>(index.size()));
   }
-  void* highs = thread_highs();
+  void* highs = fresh();
   if (Highs_passLp(highs, static_cast<HighsInt>(n), static_cast<HighsInt>(m), static_cast<HighsInt>(index.size()),
                    kHighsMatrixFormatColwise, kHighsObjSenseMinimize, 0.0, cost.data(), col_lower.data(),
                    col_upper.data(), row_lower.data(), row_upper.data(), start.data(), index.data(),
@@ -171,6 +162,18 @@ bool prove_infeasible(const Eigen::Ref<const Eigen::MatrixXd>& g, const Eigen::R
   // The sign convention of the ray is HiGHS's business: try both orientations, keep the proof.
   return farkas_holds(g, h, g_error, h_error, lower, upper, r.cwiseMax(0.0)) ||
          farkas_holds(g, h, g_error, h_error, lower, upper, (-r).cwiseMax(0.0));
+}
+
+double chebyshev_radius(const Eigen::Ref<const Eigen::MatrixXd>& a, const Eigen::Ref<const Eigen::VectorXd>& b,
+                        const Eigen::Ref<const Eigen::VectorXd>& lower, const Eigen::Ref<const Eigen::VectorXd>& upper,
+                        Eigen::VectorXd* center) {
+  return LpSolver().chebyshev_radius(a, b, lower, upper, center);
+}
+
+bool prove_infeasible(const Eigen::Ref<const Eigen::MatrixXd>& g, const Eigen::Ref<const Eigen::VectorXd>& h,
+                      const Eigen::Ref<const Eigen::MatrixXd>& g_error, const Eigen::Ref<const Eigen::VectorXd>& h_error,
+                      const Eigen::Ref<const Eigen::VectorXd>& lower, const Eigen::Ref<const Eigen::VectorXd>& upper) {
+  return LpSolver().prove_infeasible(g, h, g_error, h_error, lower, upper);
 }
 
 }  // namespace lipcert

@@ -118,16 +118,31 @@ double certified_spectral_norm(const Eigen::Ref<const Eigen::MatrixXd>& a, doubl
   return cheap_spectral_bound(a);
 }
 
+CirculantEmbedding circulant_embedding(const Layer& conv) {
+  CirculantEmbedding e;
+  const int oc = conv.out_shape.channels, ic = conv.in_channels, kh = conv.kernel_h, kw = conv.kernel_w;
+  e.nh = conv.in_shape.height + 2 * conv.pad_h + kh;
+  e.nw = conv.in_shape.width + 2 * conv.pad_w + kw;
+  e.twiddle_h.resize(e.nh);
+  e.twiddle_w.resize(e.nw);
+  for (int t = 0; t < e.nh; ++t) e.twiddle_h[t] = std::polar(1.0, 2 * M_PI * t / e.nh);
+  for (int t = 0; t < e.nw; ++t) e.twiddle_w[t] = std::polar(1.0, 2 * M_PI * t / e.nw);
+  // Twiddles (about 15 u each, 32 u allowed for a product) and the kh*kw-term sums, bounded in
+  // Frobenius norm by the absolute kernel sums.
+  Eigen::MatrixXd abs_sums = Eigen::MatrixXd::Zero(oc, ic);
+  for (int c = 0; c < ic; ++c)
+    for (int t = 0; t < kh * kw; ++t) abs_sums.col(c) += conv.weight.col(c * kh * kw + t).cwiseAbs();
+  e.transfer_error = round_up((64 * kUnitRoundoff + gamma(4.0 * kh * kw + 8)) *
+                              sqrt_up(round_up(abs_sums.squaredNorm() * (1 + gamma(oc * ic + 2)))));
+  return e;
+}
+
 double conv_circulant_spectral_bound(const Layer& conv) {
   using Complex = std::complex<double>;
   const int oc = conv.out_shape.channels, ic = conv.in_channels;
   const int kh = conv.kernel_h, kw = conv.kernel_w;
-  // Large enough that no wrap-around reaches a non-zero input and strided outputs stay distinct.
-  const int nh = conv.in_shape.height + 2 * conv.pad_h + kh;
-  const int nw = conv.in_shape.width + 2 * conv.pad_w + kw;
-  std::vector<Complex> twiddle_h(nh), twiddle_w(nw);
-  for (int t = 0; t < nh; ++t) twiddle_h[t] = std::polar(1.0, 2 * M_PI * t / nh);
-  for (int t = 0; t < nw; ++t) twiddle_w[t] = std::polar(1.0, 2 * M_PI * t / nw);
+  const CirculantEmbedding embedding = circulant_embedding(conv);
+  const int nh = embedding.nh, nw = embedding.nw;
 
   const int frequencies = nh * nw;
   std::vector<GramProof<Complex>> proofs(frequencies);
@@ -138,7 +153,7 @@ double conv_circulant_spectral_bound(const Layer& conv) {
     Eigen::MatrixXcd transfer = Eigen::MatrixXcd::Zero(oc, ic);
     for (int a = 0; a < kh; ++a)
       for (int b = 0; b < kw; ++b) {
-        const Complex phase = twiddle_h[(u * a) % nh] * twiddle_w[(v * b) % nw];
+        const Complex phase = embedding.twiddle_h[(u * a) % nh] * embedding.twiddle_w[(v * b) % nw];
         for (int c = 0; c < ic; ++c) transfer.col(c) += conv.weight.col((c * kh + a) * kw + b) * phase;
       }
     proofs[f] = make_gram(transfer, 4.0);
@@ -164,14 +179,7 @@ double conv_circulant_spectral_bound(const Layer& conv) {
     }
   }
   if (!std::isfinite(certified)) return kInf;
-  // Error of the computed transfer matrices: twiddles (about 15 u each, 32 u allowed for a product)
-  // and the kh*kw-term sums; bounded in Frobenius norm by the absolute kernel sums.
-  Eigen::MatrixXd abs_sums = Eigen::MatrixXd::Zero(oc, ic);
-  for (int c = 0; c < ic; ++c)
-    for (int t = 0; t < kh * kw; ++t) abs_sums.col(c) += conv.weight.col(c * kh * kw + t).cwiseAbs();
-  const double dft_error = round_up((64 * kUnitRoundoff + gamma(4.0 * kh * kw + 8)) *
-                                    sqrt_up(round_up(abs_sums.squaredNorm() * (1 + gamma(oc * ic + 2)))));
-  return add_up(certified, dft_error);
+  return add_up(certified, embedding.transfer_error);
 }
 
 bool conv_is_unrollable(const Layer& conv) {

@@ -14,6 +14,7 @@
 #include "lipcert/linear_ops.hpp"
 #include "lipcert/lp.hpp"
 #include "lipcert/network.hpp"
+#include "lipcert/network_file.hpp"
 #include "lipcert/operator_norm.hpp"
 #include "lipcert/spectral_estimate.hpp"
 #include "lipcert/spectral_norm.hpp"
@@ -131,6 +132,9 @@ PYBIND11_MODULE(_core, m) {
         for (const Layer& l : net.layers()) shapes.push_back({as_list(l.in_shape), as_list(l.out_shape)});
         return shapes;
       });
+
+  m.def("load_network_file", &load_network, py::arg("path"),
+        "The C++ reader of lipcert's network file (what lipcert-bench uses).");
 
   m.def("operator_norm", [](const Eigen::MatrixXd& a, double p, double q) {
     NormBounds r;

@@ -10,7 +10,7 @@ from ._cuda_loader import cuda_available
 from .bound import Bound
 from .domain import Ball, Box, check_domain
 from .errors import LipcertError
-from .methods.autolip import autolip_bound
+from .methods.autolip import autolip_bound, gpu_worthwhile
 from .methods.bab import bab_bound
 from .methods.lower import lower_bound
 from .methods.naive import naive_bound
@@ -51,7 +51,6 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
     if device == "cuda" and not cuda_available():
         raise LipcertError("device='cuda' was asked for but no CUDA device is available "
                            "(lipcert.cuda_available() is False)")
-    use_cuda = device == "cuda"
     if output is not None:
         net = net.with_output(output)
     domain = check_domain(domain, net.input_size)
@@ -72,6 +71,7 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
             if bab_lower > lower:
                 lower, witness = bab_lower, bab_witness
         elif name == "autolip":
+            use_cuda = device == "cuda" or (device == "auto" and cuda_available() and gpu_worthwhile(net))
             upper, certified, stats = autolip_bound(net, p_in, p_out, use_cuda=use_cuda, seed=seed)
         else:
             upper, certified, stats = naive_bound(net, p_in, p_out)

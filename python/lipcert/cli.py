@@ -79,6 +79,17 @@ def _cmd_local(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    import os
+
+    if os.path.splitext(args.output)[1].lower() != ".npz":
+        raise ValueError(f"the output must be a .npz file (lipcert's network format), got {args.output!r}")
+    net = load(args.model)
+    net.save(args.output)
+    print(f"wrote {args.output}: {net!r}" if not args.json else json.dumps({"output": args.output}))
+    return 0
+
+
 def _cmd_demo(args) -> int:
     rows = []
     for filename, title in DEMO_NETWORKS:
@@ -114,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--radius", required=True, type=float)
     _add_common(p)
     p.set_defaults(run=_cmd_local, method="bab")
+    p = sub.add_parser("export", help="write any importable model in lipcert's network format (.npz), "
+                                      "which the C++ library and lipcert-bench read")
+    p.add_argument("model")
+    p.add_argument("output", help="the .npz file to write")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_cmd_export)
     p = sub.add_parser("demo", help="bounds on the networks shipped with lipcert")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_cmd_demo)

@@ -8,6 +8,30 @@ namespace lipcert {
 /// Version string of the linked HiGHS library.
 std::string highs_version();
 
+/// One HiGHS instance reused for a sequence of small LPs (creating an instance costs more than
+/// solving them). Not thread-safe: one per thread. The free functions below create one per call.
+class LpSolver {
+ public:
+  LpSolver();
+  ~LpSolver();
+  LpSolver(const LpSolver&) = delete;
+  LpSolver& operator=(const LpSolver&) = delete;
+
+  /// See lipcert::chebyshev_radius.
+  double chebyshev_radius(const Eigen::Ref<const Eigen::MatrixXd>& a, const Eigen::Ref<const Eigen::VectorXd>& b,
+                          const Eigen::Ref<const Eigen::VectorXd>& lower,
+                          const Eigen::Ref<const Eigen::VectorXd>& upper, Eigen::VectorXd* center);
+  /// See lipcert::prove_infeasible.
+  bool prove_infeasible(const Eigen::Ref<const Eigen::MatrixXd>& g, const Eigen::Ref<const Eigen::VectorXd>& h,
+                        const Eigen::Ref<const Eigen::MatrixXd>& g_error,
+                        const Eigen::Ref<const Eigen::VectorXd>& h_error,
+                        const Eigen::Ref<const Eigen::VectorXd>& lower, const Eigen::Ref<const Eigen::VectorXd>& upper);
+
+ private:
+  void* fresh();  // the instance, emptied of the previous model
+  void* highs_;
+};
+
 /// Chebyshev centre test: the largest r such that a ball of radius r (in the 2-norm) fits in
 /// {x : A x <= b, lower <= x <= upper} (capped at 1e6); returns -1 when the polytope is empty.
 double chebyshev_radius(const Eigen::Ref<const Eigen::MatrixXd>& a,

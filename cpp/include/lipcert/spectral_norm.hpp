@@ -1,6 +1,8 @@
 #pragma once
 /// Certified upper bounds on spectral norms (largest singular values).
+#include <complex>
 #include <string>
+#include <vector>
 
 #include "lipcert/layer.hpp"
 
@@ -18,6 +20,17 @@ double certified_spectral_norm(const Eigen::Ref<const Eigen::MatrixXd>& a, doubl
 
 /// Largest singular value by SVD (an estimate, not certified).
 double svd_spectral_norm(const Eigen::Ref<const Eigen::MatrixXd>& a);
+
+/// The circular convolution a zero-padded (strided) convolution embeds in: an nh x nw grid large
+/// enough that no wrap-around reaches a non-zero input and strided outputs stay distinct. The transfer
+/// matrix at frequency (u, v) is sum over taps (a, b) of W[:, :, a, b] * twiddle_h[(u a) % nh] *
+/// twiddle_w[(v b) % nw]; its computed value is within transfer_error (2-norm) of the exact one.
+struct CirculantEmbedding {
+  int nh = 0, nw = 0;
+  std::vector<std::complex<double>> twiddle_h, twiddle_w;
+  double transfer_error = 0.0;
+};
+CirculantEmbedding circulant_embedding(const Layer& conv);
 
 /// Certified spectral norm bound of a convolution: the norm of the circular convolution on an N x N
 /// grid large enough that the zero-padded (strided) convolution is a submatrix of it; computed as the

@@ -1,0 +1,161 @@
+// lipcert-bench: one certified Lipschitz query from the command line, no Python at run time.
+//
+//   lipcert-bench MODEL.npz --radius R [--center X.npy] [--norm P[,Q]] [--tol T] [--time-limit S]
+//                 [--max-nodes N] [--device cpu|cuda]
+//
+// Reads a network in lipcert's file format (lipcert.Network.save or `lipcert export MODEL OUT.npz`),
+// runs branch and bound (the exact local constant) on the l-inf ball of radius R around the centre
+// (zeros by default) and prints one JSON line: bounds, status, nodes, time. Exit status 2 on bad input.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <limits>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+#include "lipcert/bab.hpp"
+#include "lipcert/network_file.hpp"
+#ifdef LIPCERT_BENCH_CUDA
+#include "lipcert/cuda/subdomain_bounds.hpp"
+#endif
+
+namespace {
+
+const char* kUsage =
+    "usage: lipcert-bench MODEL.npz --radius R [--center X.npy] [--norm P[,Q]] [--tol T]\n"
+    "                     [--time-limit SECONDS] [--max-nodes N] [--device cpu|cuda]\n"
+    "Exact local Lipschitz constant (branch and bound) on the l-inf ball of radius R around the centre\n"
+    "(zeros by default); prints one JSON line. P, Q in {1, 2, inf}.\n";
+
+[[noreturn]] void usage_error(const std::string& message) {
+  std::cerr << "lipcert-bench: error: " << message << "\n" << kUsage;
+  std::exit(2);
+}
+
+double parse_number(const std::string& text, const std::string& flag) {
+  if (text == "inf") return std::numeric_limits<double>::infinity();
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (end == text.c_str() || *end != '\0') usage_error(flag + " expects a number, got '" + text + "'");
+  return v;
+}
+
+std::string json_number(double v) {
+  if (std::isnan(v)) return "null";
+  if (std::isinf(v)) return v > 0 ? "\"inf\"" : "\"-inf\"";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+std::string norm_label(lipcert::Norm p) {
+  return p == lipcert::Norm::One ? "1" : p == lipcert::Norm::Two ? "2" : "inf";
+}
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string model, center_path, device = "cpu";
+  double radius = -1, tol = 1e-6, time_limit = std::numeric_limits<double>::infinity();
+  long max_nodes = 10000000;
+  lipcert::Norm p = lipcert::Norm::Two, q = lipcert::Norm::Two;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      std::cout << kUsage;
+      return 0;
+    }
+    if (arg.rfind("--", 0) != 0) {
+      if (!model.empty()) usage_error("more than one model given");
+      model = arg;
+      continue;
+    }
+    if (i + 1 >= argc) usage_error(arg + " expects a value");
+    const std::string value = argv[++i];
+    try {
+      if (arg == "--radius") radius = parse_number(value, arg);
+      else if (arg == "--center") center_path = value;
+      else if (arg == "--tol") tol = parse_number(value, arg);
+      else if (arg == "--time-limit") time_limit = parse_number(value, arg);
+      else if (arg == "--max-nodes") max_nodes = static_cast<long>(parse_number(value, arg));
+      else if (arg == "--device") device = value;
+      else if (arg == "--norm") {
+        const size_t comma = value.find(',');
+        p = lipcert::norm_from_double(parse_number(value.substr(0, comma), arg));
+        q = comma == std::string::npos ? p : lipcert::norm_from_double(parse_number(value.substr(comma + 1), arg));
+      } else {
+        usage_error("unknown option " + arg);
+      }
+    } catch (const std::invalid_argument& e) {
+      usage_error(arg + ": " + e.what());
+    }
+  }
+  if (model.empty()) usage_error("no model given");
+  if (!(radius >= 0) || !std::isfinite(radius)) usage_error("--radius must be a finite number >= 0");
+  if (!(tol >= 0)) usage_error("--tol must be >= 0");
+  if (!(time_limit > 0)) usage_error("--time-limit must be positive");
+  if (device != "cpu" && device != "cuda") usage_error("--device must be cpu or cuda");
+
+  try {
+    const lipcert::Network net = lipcert::load_network(model);
+    Eigen::VectorXd center = Eigen::VectorXd::Zero(net.input_size());
+    if (!center_path.empty()) {
+      center = lipcert::load_npy_vector(center_path);
+      if (center.size() != net.input_size())
+        usage_error("--center has " + std::to_string(center.size()) + " values, the network input has " +
+                    std::to_string(net.input_size()));
+    }
+    lipcert::BabOptions options;
+    options.tol = tol;
+    options.time_limit = time_limit;
+    options.max_nodes = max_nodes;
+    if (device == "cuda") {
+#ifdef LIPCERT_BENCH_CUDA
+      options.bounder = std::make_shared<lipcert::cuda::GpuSubdomainBounder>(net);
+#else
+      usage_error("this lipcert-bench was built without CUDA");
+#endif
+    }
+    const auto start = std::chrono::steady_clock::now();
+    const lipcert::BabResult r = lipcert::lipschitz_bab(net, center.array() - radius, center.array() + radius, p, q,
+                                                        options, 0.0, center);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::ostringstream out;
+    out << "{\"model\": " << json_string(model) << ", \"method\": \"bab\", \"device\": " << json_string(device)
+        << ", \"norm\": [\"" << norm_label(p) << "\", \"" << norm_label(q) << "\"], \"radius\": " << json_number(radius)
+        << ", \"lower\": " << json_number(r.lower) << ", \"upper\": " << json_number(r.upper)
+        << ", \"certified\": true, \"exact\": " << (r.exact ? "true" : "false") << ", \"status\": " << json_string(r.status)
+        << ", \"nodes\": " << r.nodes << ", \"pruned_by_bounds\": " << r.pruned_by_bounds
+        << ", \"pruned_by_lp\": " << r.pruned_by_lp << ", \"leaves\": " << r.leaves << ", \"time_s\": " << json_number(seconds)
+        << ", \"witness\": ";
+    if (r.witness.size() == 0) {
+      out << "null";
+    } else {
+      out << "[";
+      for (Eigen::Index k = 0; k < r.witness.size(); ++k) out << (k ? ", " : "") << json_number(r.witness(k));
+      out << "]";
+    }
+    out << "}";
+    std::cout << out.str() << std::endl;
+    return 0;
+  } catch (const std::invalid_argument& e) {  // malformed files, unsupported networks
+    std::cerr << "lipcert-bench: error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "lipcert-bench: error: " << e.what() << "\n";
+    return 1;
+  }
+}
