@@ -33,6 +33,26 @@ def load_lipbab(directory, name):
                            np.load(directory / f"{name}_biases.npy", allow_pickle=True))
 
 
+def random_relu_net(rng, sizes, bias_scale=0.1):
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers.append(lc.Dense(rng.normal(size=(sizes[i + 1], sizes[i])) / math.sqrt(sizes[i]),
+                               rng.normal(size=sizes[i + 1]) * bias_scale))
+        if i < len(sizes) - 2:
+            layers.append(lc.ReLU())
+    return lc.Network(layers, (sizes[0],))
+
+
+def lipmip_suite(seed=0):
+    """LipMIP's random suites: [2, 20w, 20w, 20w, 2] and [2] + [20] * d + [2], with the margin output
+    c = [1, -1]; (sizes, network, ball centre) each (the ball radius is 0.1)."""
+    rng = np.random.default_rng(seed)
+    suites = [[2, 20 * w, 20 * w, 20 * w, 2] for w in (1, 2)] + [[2] + [20] * d + [2] for d in (3, 5, 7)]
+    for sizes in suites:
+        net = random_relu_net(rng, sizes).with_output(np.array([[1.0, -1.0]]))
+        yield sizes, net, rng.normal(size=2)
+
+
 def engine(net, lo, hi, p, q, tol, limit, repeat=3):
     """Best-of-`repeat` seconds of the engine alone, and its result."""
     best = math.inf
@@ -71,16 +91,7 @@ def main(argv=None):
     print("\n## LipMIP suites (l-inf ball radius 0.1, margin c = [1, -1], l-inf -> l1 of the margin)\n")
     print("| network | engine to exact (s) | nodes | value |")
     print("|---|---|---|---|")
-    rng = np.random.default_rng(0)
-    suites = [[2, 20 * w, 20 * w, 20 * w, 2] for w in (1, 2)] + [[2] + [20] * d + [2] for d in (3, 5, 7)]
-    for sizes in suites:
-        layers = []
-        for i in range(len(sizes) - 1):
-            layers.append(lc.Dense(rng.normal(size=(sizes[i + 1], sizes[i])) / math.sqrt(sizes[i]), rng.normal(size=sizes[i + 1]) * 0.1))
-            if i < len(sizes) - 2:
-                layers.append(lc.ReLU())
-        net = lc.Network(layers, (2,)).with_output(np.array([[1.0, -1.0]]))
-        center = rng.normal(size=2)
+    for sizes, net, center in lipmip_suite():
         t, r = engine(net, center - 0.1, center + 0.1, math.inf, 1.0, 1e-9, args.time_limit)
         print(f"| {'-'.join(map(str, sizes))} | {t:.3f} | {r['nodes']} | {r['upper']:.10g} ({r['status']}) |", flush=True)
 

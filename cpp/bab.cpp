@@ -44,7 +44,7 @@ BabResult lipschitz_bab(const Network& net, const Eigen::VectorXd& lower, const 
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
-  double next_report = 0.5;
+  double next_report = options.progress_interval;
 
   BabResult result;
   result.lower = initial_lower;
@@ -150,7 +150,7 @@ BabResult lipschitz_bab(const Network& net, const Eigen::VectorXd& lower, const 
       break;
     }
     if (progress && elapsed() >= next_report) {
-      next_report = elapsed() + 0.5;
+      next_report = elapsed() + options.progress_interval;
       if (!progress(BabProgress{result.lower, ub, elapsed(), result.nodes, static_cast<long>(open.size())})) {
         result.status = "stopped";
         break;

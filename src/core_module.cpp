@@ -266,8 +266,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("lipschitz_bab", [](const Network& net, const Eigen::VectorXd& lower, const Eigen::VectorXd& upper, double p,
                             double q, double tol, double time_limit, long max_nodes, double initial_lower,
                             const Eigen::VectorXd& initial_witness, py::object progress,
-                            std::shared_ptr<SubdomainBounder> bounder, int batch) {
+                            std::shared_ptr<SubdomainBounder> bounder, int batch, double progress_interval) {
     BabOptions options;
+    options.progress_interval = progress_interval;
     options.tol = tol;
     options.time_limit = time_limit;
     options.max_nodes = max_nodes;
@@ -302,7 +303,7 @@ PYBIND11_MODULE(_core, m) {
     return d;
   }, py::arg("net"), py::arg("lower"), py::arg("upper"), py::arg("p"), py::arg("q"), py::arg("tol"),
      py::arg("time_limit"), py::arg("max_nodes"), py::arg("initial_lower"), py::arg("initial_witness"),
-     py::arg("progress"), py::arg("bounder") = nullptr, py::arg("batch") = 0,
+     py::arg("progress"), py::arg("bounder") = nullptr, py::arg("batch") = 0, py::arg("progress_interval") = 0.5,
      "Branch and bound over activation patterns on a box: certified lower/upper bounds and a witness.");
   m.def("prove_infeasible", &prove_infeasible, "Farkas-certified emptiness of {G x <= h} in a box, with error bounds.");
 

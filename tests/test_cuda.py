@@ -169,3 +169,23 @@ def test_gpu_bounder_rejects_smooth_activations():
     net = lc.Network([lc.Dense(np.eye(2)), lc.Tanh(), lc.Dense(np.eye(2))], (2,))
     with pytest.raises(ValueError, match="piecewise linear"):
         cuda_module().GpuSubdomainBounder(net._core)
+
+
+@pytest.mark.gpu
+@gpu
+def test_lipcert_bench_on_the_gpu_matches_the_cpu(tmp_path):
+    import json
+    import subprocess
+
+    from conftest import random_mlp
+    from test_network_file import bench_binary
+
+    random_mlp(np.random.default_rng(6), [4, 16, 16, 2]).save(tmp_path / "net.npz")
+    results = {}
+    for device in ("cpu", "cuda"):
+        done = subprocess.run([bench_binary(), str(tmp_path / "net.npz"), "--radius", "0.2", "--norm", "2",
+                               "--device", device], capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        results[device] = json.loads(done.stdout)
+    assert results["cuda"]["device"] == "cuda" and results["cuda"]["exact"]
+    assert results["cuda"]["upper"] == pytest.approx(results["cpu"]["upper"], rel=1e-5)

@@ -25,6 +25,7 @@ struct BabOptions {
   double time_limit = std::numeric_limits<double>::infinity();  ///< seconds
   long max_nodes = 10000000;
   int batch = 0;      ///< parents split together; 0: what the bounder prefers
+  double progress_interval = 0.5;  ///< seconds between progress callbacks
   /// Bounds the children; null: the CPU threads (CpuSubdomainBounder).
   std::shared_ptr<SubdomainBounder> bounder;
 };
@@ -44,7 +45,7 @@ struct BabResult {
   long nodes = 0, pruned_by_bounds = 0, pruned_by_lp = 0, leaves = 0, open = 0;
 };
 
-/// progress (optional) is called about twice a second; returning false stops the search cleanly with
+/// progress (optional) is called every options.progress_interval seconds; returning false stops the search cleanly with
 /// the best certified bounds so far. initial_lower / initial_witness seed the lower bound.
 BabResult lipschitz_bab(const Network& net, const Eigen::VectorXd& lower, const Eigen::VectorXd& upper, Norm p, Norm q,
                         const BabOptions& options, double initial_lower, const Eigen::VectorXd& initial_witness,
