@@ -10,16 +10,13 @@
 #include <utility>
 
 #include "batch_kernels.hpp"
+#include "device_memory.hpp"
 
 namespace lipcert::cuda::detail {
 
 namespace {
 
 constexpr double kUnit = 0x1.0p-53;
-
-void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(status));
-}
 
 double gamma_of(double n) {
   const double nu = n * kUnit;

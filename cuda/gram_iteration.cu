@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "device_memory.hpp"
 #include "lipcert/cuda/gram_iteration.hpp"
 #include "lipcert/rounding.hpp"
 #include "lipcert/spectral_norm.hpp"
@@ -16,18 +17,8 @@ namespace lipcert::cuda {
 
 namespace {
 
-void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(status));
-}
-
-template <typename T>
-struct DeviceArray {
-  T* ptr = nullptr;
-  explicit DeviceArray(size_t n) { check(cudaMalloc(&ptr, (n ? n : 1) * sizeof(T)), "cudaMalloc"); }
-  ~DeviceArray() { cudaFree(ptr); }
-  DeviceArray(const DeviceArray&) = delete;
-  DeviceArray& operator=(const DeviceArray&) = delete;
-};
+using detail::check;
+using detail::DeviceArray;
 
 // Real and complex (double2) scalars share the kernels through these few operations.
 __device__ inline void conj_mul_add(double& acc, double a, double b) { acc = fma(a, b, acc); }

@@ -6,24 +6,15 @@
 #include <stdexcept>
 #include <string>
 
+#include "device_memory.hpp"
 #include "lipcert/cuda/power_iteration.hpp"
 
 namespace lipcert::cuda {
 
 namespace {
 
-void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(status));
-}
-
-template <typename T>
-struct DeviceBuffer {
-  T* ptr = nullptr;
-  explicit DeviceBuffer(size_t n) { check(cudaMalloc(&ptr, n * sizeof(T) + 1), "cudaMalloc"); }
-  ~DeviceBuffer() { cudaFree(ptr); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-};
+using detail::check;
+using detail::DeviceArray;
 
 // Matrices are packed column-major one after another; dims[2k], dims[2k+1] = rows, cols of matrix k.
 // grid.y indexes the matrix, grid.x * blockDim.x the output entry.
@@ -117,9 +108,9 @@ std::vector<double> batched_power_iteration(const std::vector<MatrixView>& matri
   std::vector<int> col_lengths(batch), row_lengths(batch);
   for (int k = 0; k < batch; ++k) col_lengths[k] = dims[2 * k + 1], row_lengths[k] = dims[2 * k];
 
-  DeviceBuffer<double> a(a_total), x(x_total), y(y_total), norms(batch);
-  DeviceBuffer<long long> ao(batch), xo(batch), yo(batch);
-  DeviceBuffer<int> d(2 * batch), cl(batch), rl(batch);
+  DeviceArray<double> a(a_total), x(x_total), y(y_total), norms(batch);
+  DeviceArray<long long> ao(batch), xo(batch), yo(batch);
+  DeviceArray<int> d(2 * batch), cl(batch), rl(batch);
   check(cudaMemcpy(a.ptr, a_host.data(), a_total * sizeof(double), cudaMemcpyHostToDevice), "copy");
   check(cudaMemcpy(x.ptr, x_host.data(), x_total * sizeof(double), cudaMemcpyHostToDevice), "copy");
   check(cudaMemcpy(ao.ptr, a_offset.data(), batch * sizeof(long long), cudaMemcpyHostToDevice), "copy");
