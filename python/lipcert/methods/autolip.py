@@ -32,19 +32,18 @@ GPU_MIN_DENSE_ENTRIES = 1 << 20
 
 def gpu_worthwhile(net: Network) -> bool:
     dense_entries = sum(layer.weight.size for layer in net.layers if isinstance(layer, Dense))
-    large_conv = any(isinstance(layer, Conv2d) and not needs_estimate(net, i) for i, layer in enumerate(net.layers))
-    return dense_entries >= GPU_MIN_DENSE_ENTRIES or large_conv
+    return dense_entries >= GPU_MIN_DENSE_ENTRIES or any(frequency_domain_conv(net, i) for i in range(len(net.layers)))
 
 
-def needs_estimate(net: Network, index: int) -> bool:
-    """Large convolutions are certified in the frequency domain, which needs no estimate."""
-    return not isinstance(net.layers[index], Conv2d) or _core.conv_is_unrollable(net._core, index)
+def frequency_domain_conv(net: Network, index: int) -> bool:
+    """A convolution too large to unroll: certified in the frequency domain, which needs no estimate."""
+    return isinstance(net.layers[index], Conv2d) and not _core.conv_is_unrollable(net._core, index)
 
 
 def spectral_estimates(net: Network, indices: list[int], seed: int):
     """(sigma, iterations, converged) per affine layer; sigma is a lower estimate, not certified
     (None for layers that need no estimate)."""
-    wanted = [i for i in indices if needs_estimate(net, i)]
+    wanted = [i for i in indices if not frequency_domain_conv(net, i)]
     results = {i: (None, 0, False) for i in indices}
     results.update(zip(wanted, _core.spectral_norm_estimates(net._core, wanted, MAX_ITERATIONS, TOLERANCE, seed)))
     return [results[i] for i in indices]
@@ -57,7 +56,7 @@ def gpu_layer_bounds(net: Network, indices: list[int]) -> dict:
     dense = [i for i in indices if isinstance(net.layers[i], Dense)]
     bounds = dict(zip(dense, cuda.gram_spectral_upper([net.layers[i].weight for i in dense])))
     for i in indices:
-        if isinstance(net.layers[i], Conv2d) and not needs_estimate(net, i):
+        if frequency_domain_conv(net, i):
             bounds[i] = cuda.conv_gram_spectral_upper(net._core, i)
     return bounds
 
