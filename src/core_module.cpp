@@ -12,6 +12,7 @@
 #include "lipcert/bab.hpp"
 #include "lipcert/certified_jvp.hpp"
 #include "lipcert/linear_ops.hpp"
+#include "lipcert/lipsdp.hpp"
 #include "lipcert/lp.hpp"
 #include "lipcert/network.hpp"
 #include "lipcert/network_file.hpp"
@@ -306,6 +307,38 @@ PYBIND11_MODULE(_core, m) {
      py::arg("progress"), py::arg("bounder") = nullptr, py::arg("batch") = 0, py::arg("progress_interval") = 0.5,
      "Branch and bound over activation patterns on a box: certified lower/upper bounds and a witness.");
   m.def("prove_infeasible", &prove_infeasible, "Farkas-certified emptiness of {G x <= h} in a box, with error bounds.");
+
+  m.def("lipsdp_solve", [](std::vector<Eigen::MatrixXd> weights, std::vector<double> alpha, std::vector<double> beta,
+                           std::vector<double> weight_error, bool per_layer, double tol, int max_newton_steps) {
+    const SlopeRestrictedNetwork net{std::move(weights), std::move(alpha), std::move(beta), std::move(weight_error)};
+    LipSdpOptions options;
+    options.multipliers = per_layer ? MultiplierKind::PerLayer : MultiplierKind::PerNeuron;
+    options.tol = tol;
+    options.max_newton_steps = max_newton_steps;
+    LipSdpResult r;
+    {
+      py::gil_scoped_release release;
+      r = solve_lipsdp(net, options);
+    }
+    py::dict d;
+    d["multipliers"] = r.multipliers;
+    d["rho"] = r.rho;
+    d["certified_upper"] = r.certified_upper;
+    d["newton_steps"] = r.newton_steps;
+    d["relative_gap"] = r.relative_gap;
+    d["status"] = r.status;
+    return d;
+  }, py::arg("weights"), py::arg("alpha"), py::arg("beta"), py::arg("weight_error"), py::arg("per_layer") = false,
+     py::arg("tol") = 1e-7, py::arg("max_newton_steps") = 400,
+     "LipSDP-Neuron (or -Layer) by the block-tridiagonal barrier method, with its certified bound.");
+  m.def("lipsdp_certified_bound", [](std::vector<Eigen::MatrixXd> weights, std::vector<double> alpha,
+                                     std::vector<double> beta, std::vector<double> weight_error,
+                                     const Eigen::VectorXd& multipliers) {
+    const SlopeRestrictedNetwork net{std::move(weights), std::move(alpha), std::move(beta), std::move(weight_error)};
+    py::gil_scoped_release release;
+    return lipsdp_certified_bound(net, multipliers);
+  }, py::arg("weights"), py::arg("alpha"), py::arg("beta"), py::arg("weight_error"), py::arg("multipliers"),
+     "Certified l2 Lipschitz bound proved from LipSDP multipliers (+inf when they prove nothing).");
 
   m.def("highs_version", &highs_version);
   m.def("chebyshev_radius", [](const Eigen::MatrixXd& a, const Eigen::VectorXd& b, const Eigen::VectorXd& lower,

@@ -37,6 +37,17 @@ def test_bound_accepts_mixed_norms_and_human_output(model):
     assert "naive" in out.stdout and "linf->l1" in out.stdout
 
 
+def test_bound_method_sdp_prints_a_verifiable_certificate(model):
+    out = run("bound", str(model), "--method", "sdp", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["method"] == "sdp" and data["certified"]
+    net = lc.load(model)
+    b = lc.Bound(**{**data, "norm": (2.0, 2.0), "witness": None})
+    assert lc.verify_certificate(net, b)
+    assert data["upper"] <= lc.lipschitz(net, method="naive").upper * (1 + 1e-12)
+
+
 def test_demo_runs_on_the_shipped_networks():
     out = run("demo")
     assert out.returncode == 0, out.stderr

@@ -6,7 +6,7 @@
     b.upper, b.lower, b.certified, b.witness
 """
 from ._cuda_loader import cuda_available, cuda_compiled
-from .api import lipschitz
+from .api import lipschitz, verify_certificate
 from .bound import Bound
 from .domain import Ball, Box
 from .errors import InvalidNetworkError, LipcertError, UnsupportedLayerError
@@ -18,6 +18,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Network", "Dense", "Conv2d", "AvgPool2d", "Flatten", "ReLU", "LeakyReLU", "Tanh", "Sigmoid",
-    "lipschitz", "Bound", "Box", "Ball", "load", "from_torch", "from_sklearn", "cuda_available", "cuda_compiled",
+    "lipschitz", "verify_certificate", "Bound", "Box", "Ball", "load", "from_torch", "from_sklearn", "cuda_available", "cuda_compiled",
     "LipcertError", "InvalidNetworkError", "UnsupportedLayerError",
 ]

@@ -14,11 +14,12 @@ from .methods.autolip import autolip_bound, gpu_worthwhile
 from .methods.bab import bab_bound
 from .methods.lower import lower_bound
 from .methods.naive import naive_bound
+from .methods.sdp import certified_bound_from_multipliers, sdp_bound, sdp_worthwhile
 from .network import Network
 from .norms import parse_norm
 
-METHODS = ("naive", "autolip", "bab")
-PLANNED_METHODS = ("seqlip", "sdp")
+METHODS = ("naive", "autolip", "sdp", "sdp-layer", "bab")
+PLANNED_METHODS = ("seqlip",)
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -26,9 +27,10 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
               time_limit: float | None = None, device: str = "auto", seed: int = 0, progress: bool = False) -> Bound:
     """Bounds the Lipschitz constant of `net` (or of x -> output @ net(x)) on `domain`.
 
-    method: "naive", "autolip" (global upper bounds, which hold on any domain), "bab" (the exact local
+    method: "naive", "autolip", "sdp" (LipSDP-Neuron), "sdp-layer" (LipSDP-Layer: one multiplier per
+    layer, faster, looser) — global upper bounds, which hold on any domain; "bab" (the exact local
     constant of a ReLU/LeakyReLU network on a Box or an l-inf Ball, to `tol`, within `time_limit`) or
-    "auto" (all that apply; the tightest certified upper bound and the best lower bound).
+    "auto" (all that apply and fit; the tightest certified upper bound and the best lower bound).
     norm: p or (p_in, p_out) with p in {1, 2, inf}. The lower bound's witness lies in the domain.
     progress: show bab's bounds as they tighten on stderr.
     """
@@ -58,7 +60,8 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
     start = time.perf_counter()
     piecewise_linear = all(l.is_piecewise_linear for l in net.layers if l.is_activation)
     if method == "auto":
-        names = ["naive", "autolip"] + (["bab"] if piecewise_linear and _is_bounded_box(domain) else [])
+        names = ["naive", "autolip"] + (["sdp"] if sdp_worthwhile(net, time_limit) else [])
+        names += ["bab"] if piecewise_linear and _is_bounded_box(domain) else []
     else:
         names = [method]
     results, lower, witness = {}, 0.0, None
@@ -73,6 +76,10 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
         elif name == "autolip":
             use_cuda = device == "cuda" or (device == "auto" and cuda_available() and gpu_worthwhile(net))
             upper, certified, stats = autolip_bound(net, p_in, p_out, use_cuda=use_cuda, seed=seed)
+        elif name in ("sdp", "sdp-layer"):
+            upper, certified, stats = sdp_bound(net, p_in, p_out, formulation="layer" if name == "sdp-layer" else "neuron")
+            if output is not None:
+                stats["output"] = np.asarray(output, dtype=np.float64).tolist()
         else:
             upper, certified, stats = naive_bound(net, p_in, p_out)
         stats["time_s"] = time.perf_counter() - t0
@@ -96,3 +103,18 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
 
 def _is_bounded_box(domain) -> bool:
     return isinstance(domain, Box) or (isinstance(domain, Ball) and math.isinf(domain.p))
+
+
+def verify_certificate(net: Network, bound: Bound) -> bool:
+    """Re-proves an sdp bound from the multipliers in `bound.stats`: True when they establish
+    `bound.upper` for `net` (and the output map and norm the bound was computed for)."""
+    if not isinstance(net, Network):
+        raise TypeError(f"net must be a lipcert.Network, not {type(net).__name__}")
+    stats = bound.stats
+    if bound.method not in ("sdp", "sdp-layer") or "multipliers" not in stats:
+        raise ValueError(f"bound has no LipSDP certificate to verify (method {bound.method!r})")
+    if stats.get("output") is not None:
+        net = net.with_output(stats["output"])
+    p_in, p_out = bound.norm
+    proved = certified_bound_from_multipliers(net, stats["multipliers"], p_in, p_out)
+    return bool(bound.certified and proved <= bound.upper)

@@ -10,6 +10,7 @@ from importlib import resources
 from .api import lipschitz
 from .errors import LipcertError
 from .io import load
+from .methods.sdp import sdp_worthwhile
 from .norms import parse_norm
 
 DEMO_NETWORKS = (
@@ -34,7 +35,7 @@ def _norm_arg(text: str):
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default="auto", help="naive, autolip, bab or auto (default: auto; bab for local)")
+    p.add_argument("--method", default="auto", help="naive, autolip, sdp, sdp-layer, bab or auto (default: auto; bab for local)")
     p.add_argument("--norm", default="2", type=_norm_arg, help="p or p_in,p_out with p in {1, 2, inf} (default 2)")
     p.add_argument("--tol", default=1e-3, type=float, help="relative gap at which a result counts as exact")
     p.add_argument("--time-limit", default=None, type=float, help="seconds")
@@ -90,12 +91,15 @@ def _cmd_export(args) -> int:
     return 0
 
 
+DEMO_SDP_SECONDS = 10.0  # sdp joins the demo on networks it solves in about this long
+
+
 def _cmd_demo(args) -> int:
     rows = []
     for filename, title in DEMO_NETWORKS:
         with resources.as_file(resources.files("lipcert") / "data" / filename) as path:
             net = load(path)
-        for method in ("naive", "autolip"):
+        for method in ("naive", "autolip") + (("sdp",) if sdp_worthwhile(net, DEMO_SDP_SECONDS) else ()):
             b = lipschitz(net, method=method, norm=2)
             rows.append((title, method, b.lower, b.upper, b.certified, b.stats.get("time_s", b.time_s), b.time_s))
     if args.json:

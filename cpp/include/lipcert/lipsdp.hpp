@@ -1,0 +1,67 @@
+#pragma once
+/// LipSDP-Neuron and LipSDP-Layer (Fazlyab et al. 2019) for feed-forward networks with
+/// slope-restricted activations, and the proof of their certificates.
+///
+/// With z_0 = x, v_k = W_{k-1} z_{k-1}, z_k = phi_k(v_k) and multipliers T_k = diag(lambda) >= 0,
+/// ||f(x) - f(y)||_2 <= sqrt(rho) ||x - y||_2 whenever the quadratic form
+///   rho |z_0|^2 - |W_l z_l|^2 + sum_k [a_k v_k' T_k v_k - 2 c_k v_k' T_k z_k + z_k' T_k z_k]
+/// (a_k = alpha_k beta_k, c_k = (alpha_k + beta_k) / 2) is positive semidefinite. Its matrix M is block
+/// tridiagonal over (z_0, ..., z_l), so the solver and the proof both work block by block and their
+/// cost grows linearly with depth, not with the cube of the total width.
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <Eigen/Dense>
+
+namespace lipcert {
+
+/// f(x) = W_l phi_l(W_{l-1} ... phi_1(W_0 x + b_0) ...) + b_l (biases do not matter). Hidden layer
+/// k = 1..l has weights[k-1].rows() neurons whose activation has slopes in [alpha[k-1], beta[k-1]].
+struct SlopeRestrictedNetwork {
+  std::vector<Eigen::MatrixXd> weights;  ///< W_0 .. W_l
+  std::vector<double> alpha, beta;       ///< one pair per hidden layer
+  /// Empty, or one entry per weight: weight_error[k] >= ||W_k(true) - weights[k]||_F, for weights that
+  /// are computed products of several linear layers.
+  std::vector<double> weight_error;
+
+  int hidden_layers() const { return static_cast<int>(weights.size()) - 1; }
+  /// Neurons of hidden layer k, 1 <= k <= hidden_layers().
+  int width(int k) const { return static_cast<int>(weights[k - 1].rows()); }
+  int neurons() const;
+  /// Throws std::invalid_argument on mismatched shapes, non-finite values, alpha > beta or no hidden layer.
+  void validate() const;
+};
+
+enum class MultiplierKind { PerNeuron, PerLayer };  ///< LipSDP-Neuron, LipSDP-Layer
+
+struct LipSdpOptions {
+  MultiplierKind multipliers = MultiplierKind::PerNeuron;
+  double tol = 1e-7;           ///< stop when the barrier's optimality gap is below tol * rho
+  int max_newton_steps = 400;
+};
+
+struct LipSdpResult {
+  Eigen::VectorXd multipliers;  ///< lambda, one per neuron (equal within a layer for PerLayer)
+  double rho = 0.0;             ///< the solver's objective, an estimate of L^2 (not certified)
+  /// sqrt(rho) proved by lipsdp_certified_bound from `multipliers`; +inf if no proof succeeded.
+  double certified_upper = std::numeric_limits<double>::infinity();
+  int newton_steps = 0;
+  double relative_gap = 0.0;    ///< bound on (rho - optimum) / rho at exit
+  std::string status;           ///< "optimal", "max_steps" or "stalled"
+};
+
+/// Minimises rho over (rho, lambda) by a log-barrier Newton method. The Newton system is over the
+/// multipliers only; its entries tr(X A_i X A_j), X = M^-1, come from one backward block elimination
+/// of M per step. Inputs wider than the first hidden layer are first projected onto W_0's row space
+/// (an equivalent problem), and the result is proved on the original weights.
+LipSdpResult solve_lipsdp(const SlopeRestrictedNetwork& net, const LipSdpOptions& options = {});
+
+/// Certified l2 Lipschitz bound from multipliers lambda >= 0: the smallest rho on a ladder just above
+/// its floating-point estimate for which M(rho, lambda) is proved positive semidefinite — a Cholesky
+/// factorisation of the power-of-two-scaled, shifted matrix whose shift covers the rounding errors of
+/// forming M and of the factorisation — returned as sqrt(rho) rounded up. +inf when lambda is
+/// infeasible (negative, non-finite, or no proof succeeds).
+double lipsdp_certified_bound(const SlopeRestrictedNetwork& net, const Eigen::Ref<const Eigen::VectorXd>& multipliers);
+
+}  // namespace lipcert

@@ -1,0 +1,27 @@
+#pragma once
+// The LipSDP matrix M(rho, lambda) as blocks; shared by the solver and the certificate.
+#include <vector>
+
+#include "lipcert/lipsdp.hpp"
+
+namespace lipcert::lipsdp {
+
+struct LayerSlopes {
+  double c;  // (alpha + beta) / 2: M_{k,k-1} = -c T_k W_{k-1}
+  double a;  // alpha * beta: M_{k-1,k-1} += a W_{k-1}' T_k W_{k-1}
+};
+std::vector<LayerSlopes> layer_slopes(const SlopeRestrictedNetwork& net);
+
+// Where hidden layer k's multipliers start in lambda (index k = 1..l; entry 0 is 0, entry l+1 is N).
+std::vector<int> multiplier_offsets(const std::vector<Eigen::MatrixXd>& weights);
+
+struct BlockTridiagonal {
+  std::vector<Eigen::MatrixXd> diag;  // M_kk, k = 0..l
+  std::vector<Eigen::MatrixXd> sub;   // sub[k] = M_{k,k-1}, k = 1..l (sub[0] is empty)
+};
+
+// M(rho, lambda) for the given weights; the solver passes its reduced ones.
+BlockTridiagonal assemble(const std::vector<Eigen::MatrixXd>& weights, const std::vector<LayerSlopes>& slopes,
+                          const Eigen::VectorXd& lambda, double rho);
+
+}  // namespace lipcert::lipsdp

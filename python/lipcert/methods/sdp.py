@@ -1,0 +1,168 @@
+"""`sdp`: LipSDP-Neuron (and -Layer) for networks with slope-restricted activations.
+
+The core solves the LMI by a barrier method that works block by block on its block-tridiagonal
+structure, then proves it: the reported upper bound is the one the core's Cholesky proof establishes
+from the multipliers (floating-point errors included), never the solver's objective. Convolutions and
+pooling are unrolled to matrices; consecutive linear layers are multiplied together, with the rounding
+of that product carried into the proof as a bound on the weight's error. Norms other than l2 -> l2 go
+through norm equivalence.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import List
+
+import numpy as np
+
+from .. import _core
+from ..errors import UnsupportedLayerError
+from ..layers import AvgPool2d, Flatten
+from ..network import Network
+from ._rounding import mul_up, product_up
+from .naive import dense_matrix_or_none
+
+FORMULATIONS = ("neuron", "layer")
+MAX_UNROLLED_ENTRIES = 16_000_000  # as the core's limit for unrolling convolutions
+
+
+@dataclass
+class SlopeRestrictedProblem:
+    """The network as W_0, phi_1, W_1, ..., phi_l, W_l (what the core's LipSDP takes)."""
+
+    weights: List[np.ndarray] = field(default_factory=list)
+    alpha: List[float] = field(default_factory=list)
+    beta: List[float] = field(default_factory=list)
+    weight_error: List[float] = field(default_factory=list)
+
+    def core_args(self):
+        return self.weights, self.alpha, self.beta, self.weight_error
+
+    @property
+    def neurons(self) -> int:
+        return sum(w.shape[0] for w in self.weights[:-1])
+
+
+def slope_restricted_problem(net: Network) -> SlopeRestrictedProblem:
+    """Splits `net` at its activations; each linear stretch becomes one matrix."""
+    problem = SlopeRestrictedProblem()
+    stretch: list[np.ndarray] = []  # matrices of the current linear stretch, first applied first
+    size = net.input_size
+    shapes = net.layer_shapes()
+    for i, layer in enumerate(net.layers):
+        if layer.is_activation:
+            if getattr(layer, "slope_bounds", None) is None:
+                raise UnsupportedLayerError(f"sdp: layer {i} ({type(layer).__name__}) is not slope-restricted")
+            _close_stretch(problem, stretch, size)
+            alpha, beta = layer.slope_bounds
+            problem.alpha.append(float(alpha))
+            problem.beta.append(float(beta))
+            stretch = []
+        elif isinstance(layer, Flatten):
+            continue
+        elif layer.is_affine:
+            matrix = dense_matrix_or_none(net, i)
+            n_in, n_out = math.prod(shapes[i][0]), math.prod(shapes[i][1])
+            if matrix is None and isinstance(layer, AvgPool2d) and n_in * n_out <= MAX_UNROLLED_ENTRIES:
+                # Entries 1/k^2, rounded unless k^2 is a power of two: carried as a relative error.
+                matrix = _core.layer_dense_matrix(net._core, i)
+                rounded = not float(np.log2(np.prod(layer.kernel_size))).is_integer()
+            else:
+                rounded = False
+            if matrix is None:
+                raise UnsupportedLayerError(
+                    f"sdp: layer {i} ({type(layer).__name__}, input {shapes[i][0]}) is too large to unroll to a "
+                    "matrix; use method='autolip' for this network")
+            stretch.append((np.asarray(matrix, dtype=np.float64), rounded))
+        else:
+            raise UnsupportedLayerError(f"sdp: layer {i} ({type(layer).__name__}) is not supported")
+        size = int(math.prod(shapes[i][1]))
+    _close_stretch(problem, stretch, size)
+    return problem
+
+
+def _close_stretch(problem: SlopeRestrictedProblem, stretch: list, size: int) -> None:
+    """Appends the product of the stretch's (matrix, rounded) factors, first applied first, with a
+    bound on the Frobenius norm of its error."""
+    if not stretch:
+        problem.weights.append(np.eye(size))
+        problem.weight_error.append(0.0)
+        return
+    product, magnitude = stretch[0][0], np.abs(stretch[0][0])
+    terms = sum(rounded for _, rounded in stretch)
+    for matrix, _ in stretch[1:]:
+        terms += matrix.shape[1]
+        product = matrix @ product
+        magnitude = np.abs(matrix) @ magnitude
+    # |fl(A_k ... A_1) - A_k ... A_1| <= gamma_n |A_k| ... |A_1|, n the summed inner dimensions plus one
+    # per factor whose entries were rounded; 1.01 covers the rounding of the magnitude product itself.
+    nu = (terms + 2) * 2.0 ** -53
+    exact = len(stretch) == 1 and not stretch[0][1]
+    error = 0.0 if exact else 1.01 * nu / (1 - nu) * float(np.linalg.norm(magnitude))
+    problem.weights.append(product)
+    problem.weight_error.append(error)
+
+
+def sdp_bound(net: Network, p_in: float, p_out: float, formulation: str = "neuron", tol: float = 1e-7):
+    """(upper, certified, stats). Upper is proved from the multipliers in stats["multipliers"]."""
+    if formulation not in FORMULATIONS:
+        raise ValueError(f"formulation must be one of {FORMULATIONS}")
+    problem = slope_restricted_problem(net)
+    stats = {"formulation": formulation, "neurons": problem.neurons}
+    if not problem.alpha:  # a linear network: the norm of its one matrix
+        (weight,), (error,) = problem.weights, problem.weight_error
+        l2 = _core.certified_spectral_norm(weight, float(np.linalg.norm(weight, 2))) + error
+        l2 = math.nextafter(l2, math.inf)
+        stats.update(l2_bound=l2, multipliers=[])
+        return _convert(l2, net, p_in, p_out, stats), True, stats
+    result = _core.lipsdp_solve(*problem.core_args(), per_layer=formulation == "layer", tol=tol)
+    l2 = result["certified_upper"]
+    certified = math.isfinite(l2)
+    if not certified:  # the proof failed: report the solver's value as an estimate
+        l2 = math.sqrt(max(result["rho"], 0.0))
+    stats.update(l2_bound=l2, rho=result["rho"], newton_steps=result["newton_steps"],
+                 relative_gap=result["relative_gap"], solver_status=result["status"],
+                 multipliers=np.asarray(result["multipliers"]).tolist())
+    return _convert(l2, net, p_in, p_out, stats), certified, stats
+
+
+def certified_bound_from_multipliers(net: Network, multipliers, p_in: float, p_out: float) -> float:
+    """The bound the core proves from given multipliers (+inf if they prove nothing)."""
+    problem = slope_restricted_problem(net)
+    lam = np.asarray(multipliers, dtype=np.float64).ravel()
+    if lam.size != problem.neurons:
+        return math.inf
+    if not problem.alpha:
+        return math.inf
+    l2 = _core.lipsdp_certified_bound(*problem.core_args(), lam)
+    return _convert(l2, net, p_in, p_out, {}) if math.isfinite(l2) else math.inf
+
+
+def _convert(l2: float, net: Network, p_in: float, p_out: float, stats: dict) -> float:
+    if (p_in, p_out) == (2.0, 2.0):
+        return l2
+    factors = (_core.norm_conversion_factor(net.input_size, p_in, 2.0),
+               _core.norm_conversion_factor(net.output_size, 2.0, p_out))
+    stats["norm_conversion"] = factors
+    return mul_up(l2, product_up(factors))
+
+
+# Rough cost model of one solve on these machines (flops per Newton step, steps, flop rate), used by
+# method="auto" to leave sdp out where it would not fit the time limit.
+_NEWTON_STEPS = 60
+_FLOPS_PER_SECOND = 5e9
+_AUTO_DEFAULT_SECONDS = 30.0
+
+
+def sdp_worthwhile(net: Network, time_limit) -> bool:
+    try:
+        problem = slope_restricted_problem(net)
+    except UnsupportedLayerError:
+        return False
+    if not problem.alpha:
+        return True
+    n = problem.neurons
+    width = max(w.shape[0] for w in problem.weights[:-1])
+    dimension = n + min(problem.weights[0].shape)
+    seconds = _NEWTON_STEPS * (n ** 3 / 3 + 4 * dimension ** 2 * width) / _FLOPS_PER_SECOND
+    return seconds <= (time_limit if time_limit is not None else _AUTO_DEFAULT_SECONDS)

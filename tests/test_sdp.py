@@ -1,0 +1,168 @@
+"""sdp (LipSDP): against an independent one-big-LMI solve (cvxpy + Clarabel), published values,
+exact constants by enumeration, and the certificate check."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import lipcert as lc
+from lipcert.methods.sdp import certified_bound_from_multipliers, slope_restricted_problem
+
+ACTIVATIONS = {"relu": lc.ReLU, "tanh": lc.Tanh, "sigmoid": lc.Sigmoid, "leaky": lambda: lc.LeakyReLU(0.1)}
+
+
+def mlp(sizes, activation="relu", seed=0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(lc.Dense(scale * rng.normal(size=(b, a)) / math.sqrt(a), rng.normal(size=b)))
+        if i < len(sizes) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return lc.Network(layers, input_shape=(sizes[0],))
+
+
+def lipsdp_cvxpy(net, per_layer=False):
+    """The one-big-LMI LipSDP of Fazlyab et al. (their eq. (10)), written independently of lipcert's
+    block form: [A; B]' [[-2ab T, (a+b) T], [(a+b) T, -2T]] [A; B] + diag(-rho I, 0, ..., W_l' W_l) <= 0."""
+    cp = pytest.importorskip("cvxpy")
+    dense = [l for l in net.layers if isinstance(l, lc.Dense)]
+    acts = [l for l in net.layers if l.is_activation]
+    ws = [d.weight for d in dense]
+    n0, hidden = ws[0].shape[1], [w.shape[0] for w in ws[:-1]]
+    big_n = sum(hidden)
+    a_mat = np.zeros((big_n, n0 + big_n))
+    b_mat = np.zeros((big_n, n0 + big_n))
+    row, col = 0, 0
+    for k, w in enumerate(ws[:-1]):
+        a_mat[row:row + w.shape[0], col:col + w.shape[1]] = w
+        col += w.shape[1]
+        row += w.shape[0]
+    b_mat[:, n0:] = np.eye(big_n)
+    alpha = np.concatenate([[a.slope_bounds[0]] * h for a, h in zip(acts, hidden)])
+    beta = np.concatenate([[a.slope_bounds[1]] * h for a, h in zip(acts, hidden)])
+    rho = cp.Variable()
+    if per_layer:
+        t_layers = cp.Variable(len(hidden), nonneg=True)
+        t = cp.hstack([t_layers[k] * np.ones(h) for k, h in enumerate(hidden)])
+    else:
+        t = cp.Variable(big_n, nonneg=True)
+    tm = cp.diag(t)
+    ab = np.vstack([a_mat, b_mat])
+    middle = cp.bmat([[-2 * np.diag(alpha * beta) @ tm, np.diag(alpha + beta) @ tm],
+                      [np.diag(alpha + beta) @ tm, -2 * tm]])
+    last = np.zeros((n0 + big_n, n0 + big_n))
+    last[-hidden[-1]:, -hidden[-1]:] = ws[-1].T @ ws[-1]
+    first = np.zeros((n0 + big_n, n0 + big_n))
+    first[:n0, :n0] = np.eye(n0)
+    m = ab.T @ middle @ ab - rho * first + last
+    problem = cp.Problem(cp.Minimize(rho), [(m + m.T) / 2 << 0])
+    problem.solve(solver=cp.CLARABEL)
+    return math.sqrt(rho.value)
+
+
+@pytest.mark.parametrize("sizes,activation", [([3, 8, 6, 2], "relu"), ([4, 10, 1], "tanh"),
+                                              ([3, 7, 7, 3], "leaky"), ([5, 6, 6, 6, 2], "sigmoid")])
+def test_sdp_equals_one_big_lmi_solved_by_cvxpy(sizes, activation):
+    net = mlp(sizes, activation, seed=len(sizes))
+    b = lc.lipschitz(net, method="sdp")
+    assert b.certified and b.method == "sdp"
+    assert b.upper == pytest.approx(lipsdp_cvxpy(net), rel=1e-4)
+    layer = lc.lipschitz(net, method="sdp-layer")
+    assert layer.certified and layer.upper == pytest.approx(lipsdp_cvxpy(net, per_layer=True), rel=1e-4)
+    assert b.upper <= layer.upper * (1 + 1e-6)
+
+
+def test_lipsdp_published_values_on_random_weights(shared_data):
+    net = lc.load(shared_data / "lipsdp" / "random_weights.mat")
+    assert lc.lipschitz(net, method="sdp").upper == pytest.approx(36.482, abs=1e-3)
+    assert lc.lipschitz(net, method="sdp-layer").upper == pytest.approx(39.839, abs=1e-3)
+
+
+def test_glipsdp_fnn2_seed0_class7_matches_lipsdp(shared_data):
+    net = lc.load(shared_data / "glipsdp" / "digits" / "fnn2_seed0_weights.mat")
+    b = lc.lipschitz(net, method="sdp", output=np.eye(10)[7])
+    assert b.upper == pytest.approx(5.1097, rel=1e-4)
+    assert lc.verify_certificate(net, b)
+
+
+def _exact_global_relu_constant(net):
+    """The exact constant on a box wide enough to contain every activation region near the origin
+    (bab, checked against brute-force enumeration in test_bab.py); a lower bound of the global one."""
+    box = lc.Box(-1e3 * np.ones(net.input_size), 1e3 * np.ones(net.input_size))
+    return lc.lipschitz(net, method="bab", domain=box, tol=1e-9, time_limit=60)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_sdp_is_above_the_exact_constant_and_below_the_product(seed):
+    net = mlp([2, 6, 5, 2], "relu", seed=seed)
+    exact = _exact_global_relu_constant(net)
+    assert exact.exact
+    sdp = lc.lipschitz(net, method="sdp")
+    naive = lc.lipschitz(net, method="naive")
+    assert exact.lower <= sdp.upper <= naive.upper * (1 + 1e-9)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), activation=st.sampled_from(sorted(ACTIVATIONS)),
+       depth=st.integers(1, 3), width=st.integers(2, 8), p=st.sampled_from([1, 2, math.inf]))
+def test_sdp_bounds_every_sampled_jacobian(seed, activation, depth, width, p):
+    sizes = [3] + [width] * depth + [2]
+    net = mlp(sizes, activation, seed=seed, scale=2.0)
+    b = lc.lipschitz(net, method="sdp", norm=p)
+    assert b.certified
+    x = np.random.default_rng(seed).normal(scale=3.0, size=(200, 3))
+    jac = net.jacobian(x)
+    order = {1: 1, 2: 2, math.inf: np.inf}[p]
+    sampled = max(np.linalg.norm(j, order) for j in jac)
+    assert sampled <= b.upper * (1 + 1e-9)
+    assert b.lower <= b.upper
+
+
+def test_tampered_certificate_fails_verification():
+    net = mlp([4, 12, 12, 3], "relu", seed=5)
+    b = lc.lipschitz(net, method="sdp")
+    assert lc.verify_certificate(net, b)
+    tampered = lc.Bound(**{**b.__dict__, "stats": dict(b.stats)})
+    lam = np.array(b.stats["multipliers"])
+    lam[np.argmax(lam)] *= 0.5
+    tampered.stats["multipliers"] = lam.tolist()
+    assert not lc.verify_certificate(net, tampered)
+    assert certified_bound_from_multipliers(net, -np.abs(lam), 2, 2) == math.inf
+    lower = lc.Bound(**{**b.__dict__, "upper": b.upper * 0.999})
+    assert not lc.verify_certificate(net, lower)
+
+
+def test_sdp_unrolls_convolutions_and_composes_linear_layers():
+    rng = np.random.default_rng(3)
+    net = lc.Network([lc.Conv2d(rng.normal(size=(3, 1, 3, 3)), padding=1), lc.ReLU(), lc.AvgPool2d(2),
+                      lc.Flatten(), lc.Dense(rng.normal(size=(4, 27))), lc.Tanh(), lc.Dense(rng.normal(size=(2, 4)))],
+                     input_shape=(1, 6, 6))
+    problem = slope_restricted_problem(net)
+    assert [w.shape for w in problem.weights] == [(108, 36), (4, 108), (2, 4)]
+    assert problem.weight_error[1] > 0 and problem.weight_error[0] == 0
+    b = lc.lipschitz(net, method="sdp")
+    assert b.certified
+    x = rng.normal(size=(100, 1, 6, 6))
+    assert max(np.linalg.norm(j, 2) for j in net.jacobian(x)) <= b.upper
+
+
+def test_linear_network_gives_its_spectral_norm():
+    w = np.random.default_rng(1).normal(size=(5, 7))
+    net = lc.Network([lc.Dense(w)], input_shape=(7,))
+    b = lc.lipschitz(net, method="sdp")
+    assert b.certified and b.upper == pytest.approx(np.linalg.norm(w, 2), rel=1e-9)
+    assert b.upper >= np.linalg.norm(w, 2)
+
+
+def test_auto_includes_sdp_on_small_networks():
+    net = mlp([3, 10, 10, 2], "relu", seed=2)
+    b = lc.lipschitz(net, method="auto")
+    assert "sdp" in b.stats["candidates"]
+    assert b.upper <= b.stats["candidates"]["sdp"]
+
+
+def test_verify_certificate_rejects_other_methods():
+    net = mlp([3, 5, 2])
+    with pytest.raises(ValueError):
+        lc.verify_certificate(net, lc.lipschitz(net, method="naive"))
