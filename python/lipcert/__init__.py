@@ -8,6 +8,7 @@
 from ._cuda_loader import cuda_available, cuda_compiled
 from .api import lipschitz, verify_certificate
 from .bound import Bound
+from .certify import Certification, certify
 from .domain import Ball, Box
 from .errors import InvalidNetworkError, LipcertError, UnsupportedLayerError
 from .io import from_sklearn, from_torch, load
@@ -18,6 +19,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Network", "Dense", "Conv2d", "AvgPool2d", "Flatten", "ReLU", "LeakyReLU", "Tanh", "Sigmoid",
-    "lipschitz", "verify_certificate", "Bound", "Box", "Ball", "load", "from_torch", "from_sklearn", "cuda_available", "cuda_compiled",
+    "lipschitz", "verify_certificate", "Bound", "certify", "Certification", "Box", "Ball", "load", "from_torch", "from_sklearn", "cuda_available", "cuda_compiled",
     "LipcertError", "InvalidNetworkError", "UnsupportedLayerError",
 ]

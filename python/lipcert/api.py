@@ -73,15 +73,10 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
                                                                         show_progress=progress, device=device)
             if bab_lower > lower:
                 lower, witness = bab_lower, bab_witness
-        elif name == "autolip":
-            use_cuda = device == "cuda" or (device == "auto" and cuda_available() and gpu_worthwhile(net))
-            upper, certified, stats = autolip_bound(net, p_in, p_out, use_cuda=use_cuda, seed=seed)
-        elif name in ("sdp", "sdp-layer"):
-            upper, certified, stats = sdp_bound(net, p_in, p_out, formulation="layer" if name == "sdp-layer" else "neuron")
-            if output is not None:
-                stats["output"] = np.asarray(output, dtype=np.float64).tolist()
         else:
-            upper, certified, stats = naive_bound(net, p_in, p_out)
+            upper, certified, stats = global_upper_bound(net, name, p_in, p_out, device=device, seed=seed)
+            if name in ("sdp", "sdp-layer") and output is not None:
+                stats["output"] = np.asarray(output, dtype=np.float64).tolist()
         stats["time_s"] = time.perf_counter() - t0
         results[name] = (upper, certified, stats)
     chosen = min(results, key=lambda n: (not results[n][1], results[n][0]))
@@ -99,6 +94,21 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
     witness_out = None if witness is None else np.asarray(witness).reshape(net.input_shape)
     return Bound(upper=float(upper), lower=float(lower), certified=bool(certified), exact=exact, method=chosen,
                  norm=(p_in, p_out), time_s=time.perf_counter() - start, witness=witness_out, stats=stats)
+
+
+GLOBAL_METHODS = ("naive", "autolip", "sdp", "sdp-layer")
+
+
+def global_upper_bound(net: Network, name: str, p_in: float, p_out: float, device: str = "auto", seed: int = 0):
+    """(upper, certified, stats) of one global upper-bound method, without a lower-bound search."""
+    if name == "autolip":
+        use_cuda = device == "cuda" or (device == "auto" and cuda_available() and gpu_worthwhile(net))
+        return autolip_bound(net, p_in, p_out, use_cuda=use_cuda, seed=seed)
+    if name in ("sdp", "sdp-layer"):
+        return sdp_bound(net, p_in, p_out, formulation="layer" if name == "sdp-layer" else "neuron")
+    if name == "naive":
+        return naive_bound(net, p_in, p_out)
+    raise ValueError(f"{name!r} is not a global upper-bound method ({', '.join(GLOBAL_METHODS)})")
 
 
 def _is_bounded_box(domain) -> bool:
