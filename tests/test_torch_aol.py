@@ -1,0 +1,60 @@
+"""lipcert.torch: AOL layers are 1-Lipschitz for any parameters and export exactly as they run."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import lipcert as lc  # noqa: E402
+from lipcert import _core  # noqa: E402
+from lipcert.torch import AOLConv2d, AOLLinear, OffsetCrossEntropy  # noqa: E402
+
+SCALES = [1.0, 1e-3, 1e3]
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("shape", [(7, 5), (5, 7), (1, 9), (9, 1)])
+def test_aol_linear_is_1_lipschitz(shape, scale):
+    torch.manual_seed(0)
+    layer = AOLLinear(shape[1], shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(*shape) * scale)
+        layer.weight[:, 0] *= 1e4  # one adversarially large column
+    (dense,) = layer.lipcert_layers()
+    assert np.linalg.norm(dense.weight, 2) <= 1 + 1e-6
+    assert torch.linalg.matrix_norm(layer.rescaled_weight().double(), 2) <= 1 + 1e-5
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("kernel,padding", [(3, 1), (3, 0), (1, 0), (5, 2)])
+def test_aol_conv_unrolled_is_1_lipschitz(kernel, padding, scale):
+    torch.manual_seed(1)
+    layer = AOLConv2d(3, 4, kernel, padding=padding)
+    with torch.no_grad():
+        layer.weight.mul_(scale)
+    net = lc.from_torch(torch.nn.Sequential(layer), (3, 7, 7))
+    matrix = _core.layer_dense_matrix(net._core, 0)
+    assert np.linalg.norm(matrix, 2) <= 1 + 1e-6
+
+
+def test_exported_network_matches_torch_and_bounds_are_at_most_one():
+    torch.manual_seed(2)
+    model = torch.nn.Sequential(AOLConv2d(1, 4, 3, padding=1), torch.nn.ReLU(), AOLConv2d(4, 4, 3, padding=1),
+                                torch.nn.ReLU(), torch.nn.Flatten(), AOLLinear(4 * 8 * 8, 10)).double()
+    net = lc.from_torch(model, (1, 8, 8))
+    x = np.random.default_rng(0).normal(size=(5, 1, 8, 8))
+    with torch.no_grad():
+        expected = model(torch.tensor(x)).numpy()
+    assert np.allclose(net(x), expected, rtol=1e-10, atol=1e-12)
+    for method in ("naive", "autolip"):
+        b = lc.lipschitz(net, method=method)
+        assert b.certified and b.upper <= 1 + 1e-6
+
+
+def test_offset_cross_entropy():
+    logits = torch.tensor([[3.0, 0.0], [0.0, 1.0]])
+    target = torch.tensor([0, 1])
+    plain = OffsetCrossEntropy(offset=0.0, temperature=1.0)(logits, target)
+    assert torch.isclose(plain, torch.nn.functional.cross_entropy(logits, target))
+    assert OffsetCrossEntropy(offset=2.0)(logits, target) > OffsetCrossEntropy(offset=0.0)(logits, target)
+    with pytest.raises(ValueError):
+        OffsetCrossEntropy(temperature=0.0)
