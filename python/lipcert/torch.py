@@ -99,4 +99,73 @@ class OffsetCrossEntropy(nn.Module):
         return self.temperature * F.cross_entropy(shifted / self.temperature, target)
 
 
-__all__ = ["AOLLinear", "AOLConv2d", "OffsetCrossEntropy", "aol_scale"]
+class CLIPRegularizer(nn.Module):
+    """CLIP (Bungert et al. 2021): lam * an estimate of the model's Lipschitz constant, as a loss term.
+
+    It keeps `n_pairs` input pairs (x, x') and, at every call, moves them by `ascent_steps` steps of
+    gradient ascent on ||f(x) - f(x')|| / ||x - x'|| with per-pair step sizes (grown by 1.2 after an
+    improving step, halved and undone after a worsening one); the loss is lam times the largest ratio.
+    The estimate is a LOWER bound of the Lipschitz constant (it is attained by real pairs), not a
+    certificate: certify the trained model with lipcert.lipschitz. With `target_accuracy`,
+    `update_lambda(accuracy)` raises lam while the training accuracy is above the target and lowers it
+    otherwise, as in the paper.
+    """
+
+    def __init__(self, model: nn.Module, n_pairs: int = 32, lam: float = 0.1, ascent_steps: int = 1,
+                 step_size: float = 1e-2, init_distance: float = 1e-2, target_accuracy: float | None = None,
+                 lam_factor: float = 1.05):
+        super().__init__()
+        if n_pairs < 1 or ascent_steps < 0 or not (lam >= 0 and step_size > 0 and init_distance > 0):
+            raise ValueError("need n_pairs >= 1, ascent_steps >= 0, lam >= 0, step_size > 0, init_distance > 0")
+        if target_accuracy is not None and not 0 <= target_accuracy <= 1:
+            raise ValueError("target_accuracy must lie in [0, 1]")
+        self.model, self.n_pairs, self.lam = model, n_pairs, float(lam)
+        self.ascent_steps, self.step_size, self.init_distance = ascent_steps, step_size, init_distance
+        self.target_accuracy, self.lam_factor = target_accuracy, lam_factor
+        self.x = self.x_prime = self.steps = None
+
+    def _ratios(self, x: torch.Tensor, x_prime: torch.Tensor) -> torch.Tensor:
+        difference = (self.model(x) - self.model(x_prime)).flatten(1).norm(dim=1)
+        return difference / (x - x_prime).flatten(1).norm(dim=1).clamp_min(1e-12)
+
+    def _initialise(self, batch: torch.Tensor) -> None:
+        index = torch.randint(0, batch.shape[0], (self.n_pairs,), device=batch.device)
+        self.x = batch[index].detach().clone()
+        self.x_prime = self.x + self.init_distance * torch.randn_like(self.x)
+        self.steps = torch.full((self.n_pairs,), self.step_size, device=batch.device, dtype=batch.dtype)
+
+    def _ascend(self) -> None:
+        shape = (-1,) + (1,) * (self.x.dim() - 1)
+        for _ in range(self.ascent_steps):
+            x, x_prime = self.x.clone().requires_grad_(), self.x_prime.clone().requires_grad_()
+            ratios = self._ratios(x, x_prime)
+            gx, gxp = torch.autograd.grad(ratios.sum(), (x, x_prime))
+            with torch.no_grad():
+                new_x = x + self.steps.view(shape) * gx
+                new_xp = x_prime + self.steps.view(shape) * gxp
+                better = self._ratios(new_x, new_xp) > ratios
+                keep = better.view(shape)
+                self.x = torch.where(keep, new_x, self.x)
+                self.x_prime = torch.where(keep, new_xp, self.x_prime)
+                self.steps = torch.where(better, self.steps * 1.2, self.steps * 0.5)
+
+    def estimate(self) -> float:
+        """The current largest ratio over the pairs (a lower bound of the Lipschitz constant)."""
+        if self.x is None:
+            return 0.0
+        with torch.no_grad():
+            return float(self._ratios(self.x, self.x_prime).max())
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.x is None or self.x.shape[1:] != batch.shape[1:]:
+            self._initialise(batch)
+        self._ascend()
+        return self.lam * self._ratios(self.x.detach(), self.x_prime.detach()).max()
+
+    def update_lambda(self, accuracy: float) -> float:
+        if self.target_accuracy is not None:
+            self.lam *= self.lam_factor if accuracy > self.target_accuracy else 1 / self.lam_factor
+        return self.lam
+
+
+__all__ = ["AOLLinear", "AOLConv2d", "OffsetCrossEntropy", "CLIPRegularizer", "aol_scale"]
