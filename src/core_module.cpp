@@ -331,6 +331,10 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("weights"), py::arg("alpha"), py::arg("beta"), py::arg("weight_error"), py::arg("per_layer") = false,
      py::arg("tol") = 1e-7, py::arg("max_newton_steps") = 400,
      "LipSDP-Neuron (or -Layer) by the block-tridiagonal barrier method, with its certified bound.");
+  m.def("slope_restricted_network", [](const Network& net) {
+    const SlopeRestrictedNetwork s = slope_restricted_network(net);
+    return py::make_tuple(s.weights, s.alpha, s.beta, s.weight_error);
+  }, py::arg("net"), "The network as (weights, alpha, beta, weight_error) for LipSDP.");
   m.def("lipsdp_certified_bound", [](std::vector<Eigen::MatrixXd> weights, std::vector<double> alpha,
                                      std::vector<double> beta, std::vector<double> weight_error,
                                      const Eigen::VectorXd& multipliers) {
@@ -349,4 +353,5 @@ PYBIND11_MODULE(_core, m) {
   }, "Largest inscribed ball radius of {A x <= b, lower <= x <= upper} via HiGHS (-1 if empty).");
 
   py::register_exception<InvalidNetworkError>(m, "CoreInvalidNetworkError", PyExc_ValueError);
+  py::register_exception<UnsupportedLayerError>(m, "CoreUnsupportedLayerError", PyExc_ValueError);
 }

@@ -120,8 +120,25 @@ def test_lipcert_bench_agrees_with_the_python_api(tmp_path, norm, p):
     assert np.all(np.abs(witness - center) <= 0.3)
 
 
+@pytest.mark.parametrize("method,norm,p", [("sdp", "2", 2.0), ("sdp-layer", "inf,1", (np.inf, 1.0))])
+def test_lipcert_bench_sdp_agrees_with_the_python_api(tmp_path, method, norm, p):
+    rng = np.random.default_rng(5)
+    net = lc.Network([lc.Conv2d(rng.normal(size=(2, 1, 3, 3)), padding=1), lc.LeakyReLU(0.1), lc.Flatten(),
+                      lc.Dense(rng.normal(size=(6, 32))), lc.Tanh(), lc.Dense(rng.normal(size=(3, 6)))],
+                     input_shape=(1, 4, 4))
+    net.save(tmp_path / "net.npz")
+    done = subprocess.run([bench_binary(), str(tmp_path / "net.npz"), "--method", method, "--norm", norm],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["method"] == method and result["certified"]
+    reference = lc.lipschitz(net, method=method, norm=p)
+    assert result["upper"] == pytest.approx(reference.upper, rel=1e-12)
+
+
 @pytest.mark.parametrize("args,message", [
     (["missing.npz", "--radius", "0.1"], "cannot open"),
+    (["{net}", "--method", "seqlip"], "--method"),
     (["{net}", "--radius", "-1"], "--radius"),
     (["{net}", "--radius", "0.1", "--norm", "3"], "--norm"),
     (["{net}", "--radius", "0.1", "--bogus", "1"], "unknown option"),

@@ -16,6 +16,8 @@
 
 namespace lipcert {
 
+class Network;
+
 /// f(x) = W_l phi_l(W_{l-1} ... phi_1(W_0 x + b_0) ...) + b_l (biases do not matter). Hidden layer
 /// k = 1..l has weights[k-1].rows() neurons whose activation has slopes in [alpha[k-1], beta[k-1]].
 struct SlopeRestrictedNetwork {
@@ -32,6 +34,12 @@ struct SlopeRestrictedNetwork {
   /// Throws std::invalid_argument on mismatched shapes, non-finite values, alpha > beta or no hidden layer.
   void validate() const;
 };
+
+/// The LipSDP view of a network: split at its activations, each linear stretch one matrix.
+/// Convolutions and pooling are unrolled (conv_is_unrollable); consecutive linear layers are multiplied,
+/// with weight_error bounding that product's rounding (and pooling entries 1/k^2 that are not powers of
+/// two). Throws UnsupportedLayerError for layers too large to unroll.
+SlopeRestrictedNetwork slope_restricted_network(const Network& net);
 
 enum class MultiplierKind { PerNeuron, PerLayer };  ///< LipSDP-Neuron, LipSDP-Layer
 

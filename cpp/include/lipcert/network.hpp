@@ -12,6 +12,12 @@ class InvalidNetworkError : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+/// Raised when a method does not handle a (valid) layer; the message names the layer and the alternative.
+class UnsupportedLayerError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
 /// A validated feed-forward network. Immutable after construction; safe to share between threads.
 class Network {
  public:

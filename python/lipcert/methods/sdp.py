@@ -1,11 +1,11 @@
 """`sdp`: LipSDP-Neuron (and -Layer) for networks with slope-restricted activations.
 
-The core solves the LMI by a barrier method that works block by block on its block-tridiagonal
-structure, then proves it: the reported upper bound is the one the core's Cholesky proof establishes
-from the multipliers (floating-point errors included), never the solver's objective. Convolutions and
-pooling are unrolled to matrices; consecutive linear layers are multiplied together, with the rounding
-of that product carried into the proof as a bound on the weight's error. Norms other than l2 -> l2 go
-through norm equivalence.
+The core splits the network at its activations (lipcert::slope_restricted_network: convolutions and
+pooling unrolled, consecutive linear layers multiplied with the rounding of that product carried into
+the proof as a bound on the weight's error), solves the LMI by a barrier method that works block by
+block on its block-tridiagonal structure, then proves it: the reported upper bound is the one the
+core's Cholesky proof establishes from the multipliers (floating-point errors included), never the
+solver's objective. Norms other than l2 -> l2 go through norm equivalence.
 """
 from __future__ import annotations
 
@@ -17,14 +17,11 @@ import numpy as np
 
 from .. import _core
 from ..errors import UnsupportedLayerError
-from ..layers import AvgPool2d, Flatten
 from ..network import Network
 from ._rounding import mul_up, product_up
-from .naive import dense_matrix_or_none
 
 FORMULATIONS = ("neuron", "layer")
-MAX_UNROLLED_ENTRIES = 16_000_000
-CROSS_CHECK_DEPTH = 5  # from this many hidden layers, sdp also solves LipSDP-Layer and keeps the better  # as the core's limit for unrolling convolutions
+CROSS_CHECK_DEPTH = 5  # from this many hidden layers, sdp also solves LipSDP-Layer and keeps the better
 
 
 @dataclass
@@ -45,63 +42,12 @@ class SlopeRestrictedProblem:
 
 
 def slope_restricted_problem(net: Network) -> SlopeRestrictedProblem:
-    """Splits `net` at its activations; each linear stretch becomes one matrix."""
-    problem = SlopeRestrictedProblem()
-    stretch: list[np.ndarray] = []  # matrices of the current linear stretch, first applied first
-    size = net.input_size
-    shapes = net.layer_shapes()
-    for i, layer in enumerate(net.layers):
-        if layer.is_activation:
-            if getattr(layer, "slope_bounds", None) is None:
-                raise UnsupportedLayerError(f"sdp: layer {i} ({type(layer).__name__}) is not slope-restricted")
-            _close_stretch(problem, stretch, size)
-            alpha, beta = layer.slope_bounds
-            problem.alpha.append(float(alpha))
-            problem.beta.append(float(beta))
-            stretch = []
-        elif isinstance(layer, Flatten):
-            continue
-        elif layer.is_affine:
-            matrix = dense_matrix_or_none(net, i)
-            n_in, n_out = math.prod(shapes[i][0]), math.prod(shapes[i][1])
-            if matrix is None and isinstance(layer, AvgPool2d) and n_in * n_out <= MAX_UNROLLED_ENTRIES:
-                # Entries 1/k^2, rounded unless k^2 is a power of two: carried as a relative error.
-                matrix = _core.layer_dense_matrix(net._core, i)
-                rounded = not float(np.log2(np.prod(layer.kernel_size))).is_integer()
-            else:
-                rounded = False
-            if matrix is None:
-                raise UnsupportedLayerError(
-                    f"sdp: layer {i} ({type(layer).__name__}, input {shapes[i][0]}) is too large to unroll to a "
-                    "matrix; use method='autolip' for this network")
-            stretch.append((np.asarray(matrix, dtype=np.float64), rounded))
-        else:
-            raise UnsupportedLayerError(f"sdp: layer {i} ({type(layer).__name__}) is not supported")
-        size = int(math.prod(shapes[i][1]))
-    _close_stretch(problem, stretch, size)
-    return problem
-
-
-def _close_stretch(problem: SlopeRestrictedProblem, stretch: list, size: int) -> None:
-    """Appends the product of the stretch's (matrix, rounded) factors, first applied first, with a
-    bound on the Frobenius norm of its error."""
-    if not stretch:
-        problem.weights.append(np.eye(size))
-        problem.weight_error.append(0.0)
-        return
-    product, magnitude = stretch[0][0], np.abs(stretch[0][0])
-    terms = sum(rounded for _, rounded in stretch)
-    for matrix, _ in stretch[1:]:
-        terms += matrix.shape[1]
-        product = matrix @ product
-        magnitude = np.abs(matrix) @ magnitude
-    # |fl(A_k ... A_1) - A_k ... A_1| <= gamma_n |A_k| ... |A_1|, n the summed inner dimensions plus one
-    # per factor whose entries were rounded; 1.01 covers the rounding of the magnitude product itself.
-    nu = (terms + 2) * 2.0 ** -53
-    exact = len(stretch) == 1 and not stretch[0][1]
-    error = 0.0 if exact else 1.01 * nu / (1 - nu) * float(np.linalg.norm(magnitude))
-    problem.weights.append(product)
-    problem.weight_error.append(error)
+    """Splits `net` at its activations; each linear stretch becomes one matrix (the core's split)."""
+    try:
+        weights, alpha, beta, weight_error = _core.slope_restricted_network(net._core)
+    except _core.CoreUnsupportedLayerError as e:
+        raise UnsupportedLayerError(str(e)) from None
+    return SlopeRestrictedProblem([np.asarray(w) for w in weights], list(alpha), list(beta), list(weight_error))
 
 
 def sdp_bound(net: Network, p_in: float, p_out: float, formulation: str = "neuron", tol: float = 1e-7):
