@@ -102,6 +102,22 @@ def test_with_output_composes_a_matrix():
     np.testing.assert_allclose(net.with_output(c)(x), net(x) @ c.T, rtol=1e-12)
 
 
+def test_with_output_merges_only_provably_exact_products():
+    w = np.array([[1.0, 2.0], [3.0, -0.5], [1e-17, 0.25]])
+    net = lc.Network([lc.Dense(np.eye(2)), lc.ReLU(), lc.Dense(w, np.array([0.5, 1.0, 2.0]))], (2,))
+    selector = net.with_output(np.eye(3)[[1]])  # a row of the identity: a copy
+    assert len(selector.layers) == 3 and np.array_equal(selector.layers[-1].weight, w[[1]])
+    margin = net.with_output([[1.0, -1.0, 0.0]])  # exact differences: merged
+    assert len(margin.layers) == 3 and np.array_equal(margin.layers[-1].weight, [[-2.0, 2.5]])
+    inexact = net.with_output([[1.0, 0.0, -1.0]])  # 1 - 1e-17 rounds: kept as a separate layer
+    assert len(inexact.layers) == 4 and np.array_equal(inexact.layers[-1].weight, [[1.0, 0.0, -1.0]])
+    general = net.with_output([[0.3, 0.7, 0.0]])
+    assert len(general.layers) == 4
+    x = np.random.default_rng(0).normal(size=(4, 2))
+    for c, out in [([[1.0, 0.0, -1.0]], inexact), ([[0.3, 0.7, 0.0]], general)]:
+        np.testing.assert_allclose(out(x), net(x) @ np.array(c).T, rtol=1e-12)
+
+
 # ---- validation -------------------------------------------------------------------------------
 
 def test_empty_network_is_rejected():

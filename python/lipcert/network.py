@@ -87,8 +87,12 @@ class Network:
         from .layers import Flatten
 
         last = self.layers[-1]
-        if isinstance(last, Dense):  # merged, so that layer-wise bounds see C W, not C and W apart
-            return Network(self.layers[:-1] + [Dense(c @ last.weight, c @ last.bias)], self.input_shape, self.metadata)
+        if isinstance(last, Dense):
+            # Merged, so that layer-wise bounds see C W rather than C and W apart — but only where the
+            # floating-point product is provably exact: bounds and margins must describe x -> C f(x).
+            weight, bias = _exact_product(c, last.weight), _exact_product(c, last.bias[:, None])
+            if weight is not None and bias is not None:
+                return Network(self.layers[:-1] + [Dense(weight, bias[:, 0])], self.input_shape, self.metadata)
         tail = [Flatten()] if len(self.output_shape) == 3 else []
         return Network(self.layers + tail + [Dense(c, np.zeros(c.shape[0]))], self.input_shape, self.metadata)
 
@@ -101,3 +105,32 @@ class Network:
     def __repr__(self) -> str:
         body = "\n".join(f"  {i}: {layer!r} -> {out}" for i, (layer, (_, out)) in enumerate(zip(self.layers, self._shapes)))
         return f"Network(input_shape={self.input_shape}\n{body}\n)"
+
+
+def _exact_product(c: np.ndarray, m: np.ndarray):
+    """fl(c @ m) when every entry is provably exact, else None. Proved for rows of c with one nonzero
+    +-2^k (a scaling) or two nonzeros +-1 (one addition, checked error-free by TwoSum)."""
+    out = np.empty((c.shape[0], m.shape[1]))
+    for i, row in enumerate(c):
+        nonzero = np.flatnonzero(row)
+        if nonzero.size == 0:
+            out[i] = 0.0
+        elif nonzero.size == 1:
+            mantissa, _ = np.frexp(abs(row[nonzero[0]]))
+            if mantissa != 0.5:
+                return None
+            out[i] = row[nonzero[0]] * m[nonzero[0]]
+            if not np.all(np.isfinite(out[i])) or np.any((out[i] != 0) & (np.abs(out[i]) < np.finfo(float).tiny)) \
+                    or np.any((out[i] == 0) & (m[nonzero[0]] != 0)):
+                return None  # overflow, or a subnormal result that may have lost bits
+        elif nonzero.size == 2 and np.all(np.abs(row[nonzero]) == 1.0):
+            a, b = row[nonzero[0]] * m[nonzero[0]], row[nonzero[1]] * m[nonzero[1]]
+            total = a + b
+            virtual = total - a
+            error = (a - (total - virtual)) + (b - virtual)
+            if np.any(error != 0) or not np.all(np.isfinite(total)):
+                return None
+            out[i] = total
+        else:
+            return None
+    return out
