@@ -101,3 +101,17 @@ def test_clip_adapts_lambda_to_a_target_accuracy():
     assert reg.update_lambda(0.95) == 2.0 and reg.update_lambda(0.5) == 1.0
     with pytest.raises(ValueError):
         CLIPRegularizer(torch.nn.Linear(2, 2), n_pairs=0)
+
+
+def test_digits_example_runs(tmp_path):
+    pytest.importorskip("sklearn")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "train_lipschitz_digits.py"
+    spec = importlib.util.spec_from_file_location("train_lipschitz_digits", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    example.main(["--epochs", "1", "--out", str(tmp_path)])
+    table = (tmp_path / "digits.md").read_text()
+    assert "AOL" in table and "CLIP" in table
