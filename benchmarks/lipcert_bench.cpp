@@ -133,24 +133,16 @@ int main(int argc, char** argv) {
   }
   if (model.empty()) usage_error("no model given");
   if (method != "bab" && method != "sdp" && method != "sdp-layer") usage_error("--method must be bab, sdp or sdp-layer");
-  if (method != "bab") {
-    try {
-      return run_sdp(model, lipcert::load_network(model), method == "sdp-layer", p, q);
-    } catch (const std::invalid_argument& e) {  // malformed files, unsupported layers
-      std::cerr << "lipcert-bench: error: " << e.what() << "\n";
-      return 2;
-    } catch (const std::exception& e) {
-      std::cerr << "lipcert-bench: error: " << e.what() << "\n";
-      return 1;
-    }
+  if (method == "bab") {
+    if (!(radius >= 0) || !std::isfinite(radius)) usage_error("--radius must be a finite number >= 0");
+    if (!(tol >= 0)) usage_error("--tol must be >= 0");
+    if (!(time_limit > 0)) usage_error("--time-limit must be positive");
+    if (device != "cpu" && device != "cuda") usage_error("--device must be cpu or cuda");
   }
-  if (!(radius >= 0) || !std::isfinite(radius)) usage_error("--radius must be a finite number >= 0");
-  if (!(tol >= 0)) usage_error("--tol must be >= 0");
-  if (!(time_limit > 0)) usage_error("--time-limit must be positive");
-  if (device != "cpu" && device != "cuda") usage_error("--device must be cpu or cuda");
 
   try {
     const lipcert::Network net = lipcert::load_network(model);
+    if (method != "bab") return run_sdp(model, net, method == "sdp-layer", p, q);
     Eigen::VectorXd center = Eigen::VectorXd::Zero(net.input_size());
     if (!center_path.empty()) {
       center = lipcert::load_npy_vector(center_path);
@@ -191,7 +183,7 @@ int main(int argc, char** argv) {
     out << "}";
     std::cout << out.str() << std::endl;
     return 0;
-  } catch (const std::invalid_argument& e) {  // malformed files, unsupported networks
+  } catch (const std::invalid_argument& e) {  // malformed files, unsupported networks or layers
     std::cerr << "lipcert-bench: error: " << e.what() << "\n";
     return 2;
   } catch (const std::exception& e) {

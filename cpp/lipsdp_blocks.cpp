@@ -3,6 +3,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace lipcert {
 
@@ -73,6 +74,32 @@ BlockTridiagonal assemble(const std::vector<Eigen::MatrixXd>& w, const std::vect
     if (k >= 1) m.sub[k] = (-slopes[k - 1].c * t(k)).asDiagonal() * w[k - 1];
   }
   return m;
+}
+
+Elimination eliminate(const BlockTridiagonal& m, bool factor_input) {
+  const int l = static_cast<int>(m.diag.size()) - 1;
+  Elimination e;
+  e.sigma.resize(l + 1);
+  e.f.resize(l + 1);
+  Eigen::MatrixXd sigma = m.diag[l];
+  for (int k = l; k >= 0; --k) {
+    if (k == 0 && !factor_input) {
+      e.input_schur = std::move(sigma);
+      break;
+    }
+    e.sigma[k].compute(sigma);
+    if (e.sigma[k].info() != Eigen::Success) return e;
+    const auto diag = e.sigma[k].matrixLLT().diagonal();
+    if (!diag.allFinite() || !(diag.array() > 0).all()) return e;
+    e.logdet += 2 * diag.array().log().sum();
+    if (k == 0) break;
+    const Eigen::MatrixXd y = e.sigma[k].matrixL().solve(m.sub[k]);
+    e.f[k] = -e.sigma[k].matrixU().solve(y);
+    sigma = m.diag[k - 1];
+    sigma.noalias() -= y.transpose() * y;
+  }
+  e.ok = std::isfinite(e.logdet);
+  return e;
 }
 
 }  // namespace lipsdp

@@ -24,16 +24,9 @@ constexpr double kMarginSlack = 1.01;
 
 // rho at which the Schur complement of the hidden blocks is singular, in floating point (an estimate).
 double schur_estimate(const BlockTridiagonal& m) {
-  const int l = static_cast<int>(m.diag.size()) - 1;
-  MatrixXd sigma = m.diag[l];
-  for (int k = l; k >= 1; --k) {
-    Eigen::LLT<MatrixXd> llt(sigma);
-    if (llt.info() != Eigen::Success) return kInf;
-    const MatrixXd y = llt.matrixL().solve(m.sub[k]);
-    sigma = m.diag[k - 1];
-    sigma.noalias() -= y.transpose() * y;
-  }
-  Eigen::SelfAdjointEigenSolver<MatrixXd> eig(-sigma, Eigen::EigenvaluesOnly);
+  const lipsdp::Elimination e = lipsdp::eliminate(m, /*factor_input=*/false);
+  if (!e.ok) return kInf;
+  Eigen::SelfAdjointEigenSolver<MatrixXd> eig(-e.input_schur, Eigen::EigenvaluesOnly);
   return eig.eigenvalues().maxCoeff();
 }
 

@@ -14,6 +14,8 @@ namespace {
 using Eigen::MatrixXd;
 using Eigen::VectorXd;
 using lipsdp::BlockTridiagonal;
+using lipsdp::Elimination;
+using lipsdp::eliminate;
 using lipsdp::LayerSlopes;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -59,36 +61,6 @@ Reduced reduce(const SlopeRestrictedNetwork& net) {
   for (int k = 0; k <= r.l; ++k) r.block_offset[k + 1] = r.block_offset[k] + r.block_size(k);
   r.dimension = r.block_offset[r.l + 1];
   return r;
-}
-
-// Backward block elimination of M: Sigma_l = M_ll, Sigma_k = M_kk - M_{k+1,k}' Sigma_{k+1}^-1 M_{k+1,k}.
-struct Elimination {
-  bool ok = false;
-  double logdet = 0.0;
-  std::vector<Eigen::LLT<MatrixXd>> sigma;
-  std::vector<MatrixXd> f;  // F_k = -Sigma_k^-1 M_{k,k-1}: X_{k,j} = F_k X_{k-1,j} for j < k
-};
-
-Elimination eliminate(const BlockTridiagonal& m) {
-  const int l = static_cast<int>(m.diag.size()) - 1;
-  Elimination e;
-  e.sigma.resize(l + 1);
-  e.f.resize(l + 1);
-  MatrixXd sigma = m.diag[l];
-  for (int k = l; k >= 0; --k) {
-    e.sigma[k].compute(sigma);
-    if (e.sigma[k].info() != Eigen::Success) return e;
-    const auto diag = e.sigma[k].matrixLLT().diagonal();
-    if (!diag.allFinite() || !(diag.array() > 0).all()) return e;
-    e.logdet += 2 * diag.array().log().sum();
-    if (k == 0) break;
-    const MatrixXd y = e.sigma[k].matrixL().solve(m.sub[k]);
-    e.f[k] = -e.sigma[k].matrixU().solve(y);
-    sigma = m.diag[k - 1];
-    sigma.noalias() -= y.transpose() * y;
-  }
-  e.ok = std::isfinite(e.logdet);
-  return e;
 }
 
 // X = M^-1 from the elimination: X_00 = Sigma_0^-1, X_{k,j} = F_k X_{k-1,j}, X_kk = Sigma_k^-1 + X_{k,k-1} F_k'.

@@ -182,6 +182,10 @@ PYBIND11_MODULE(_core, m) {
     const Layer& l = layer_at(net, index);
     return l.kind == LayerKind::Conv2d && conv_is_unrollable(l);
   });
+  m.def("linear_layer_is_unrollable", [](const Network& net, int index) {
+    const Layer& l = layer_at(net, index);
+    return l.is_affine() && conv_is_unrollable(l);
+  }, "Whether a convolution or pooling layer is small enough to unroll to a matrix (as sdp does).");
   m.def("layer_abs_sum_norm", [](const Network& net, int index, bool columns) {
     return layer_abs_sum_norm(layer_at(net, index), columns);
   });

@@ -60,8 +60,7 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
     start = time.perf_counter()
     piecewise_linear = all(l.is_piecewise_linear for l in net.layers if l.is_activation)
     if method == "auto":
-        names = ["naive", "autolip"] + (["sdp"] if sdp_worthwhile(net, time_limit) else [])
-        names += ["bab"] if piecewise_linear and _is_bounded_box(domain) else []
+        names = auto_global_methods(net, time_limit) + (["bab"] if piecewise_linear and _is_bounded_box(domain) else [])
     else:
         names = [method]
     results, lower, witness = {}, 0.0, None
@@ -79,7 +78,7 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
                 stats["output"] = np.asarray(output, dtype=np.float64).tolist()
         stats["time_s"] = time.perf_counter() - t0
         results[name] = (upper, certified, stats)
-    chosen = min(results, key=lambda n: (not results[n][1], results[n][0]))
+    chosen = tightest(results)
     upper, certified, stats = results[chosen]
     if method == "auto":
         stats = dict(stats, candidates={n: r[0] for n, r in results.items()})
@@ -97,6 +96,16 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
 
 
 GLOBAL_METHODS = ("naive", "autolip", "sdp", "sdp-layer")
+
+
+def auto_global_methods(net: Network, time_limit) -> list:
+    """The global methods method="auto" runs: naive, autolip, and sdp where it fits `time_limit`."""
+    return ["naive", "autolip"] + (["sdp"] if sdp_worthwhile(net, time_limit) else [])
+
+
+def tightest(results: dict) -> str:
+    """The method whose (upper, certified, stats) is the smallest certified upper bound (estimates last)."""
+    return min(results, key=lambda n: (not results[n][1], results[n][0]))
 
 
 def global_upper_bound(net: Network, name: str, p_in: float, p_out: float, device: str = "auto", seed: int = 0):

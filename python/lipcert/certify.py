@@ -16,9 +16,8 @@ from typing import Any, Dict
 import numpy as np
 
 from . import _core
-from .api import GLOBAL_METHODS, global_upper_bound
+from .api import GLOBAL_METHODS, auto_global_methods, global_upper_bound, tightest
 from .layers import ReLU
-from .methods.sdp import sdp_worthwhile
 from .network import Network
 from .norms import parse_norm
 
@@ -116,12 +115,9 @@ def _pair_bounds(net: Network, p_in: float, method: str, device: str):
             row = np.zeros(classes)
             row[i], row[j] = 1.0, -1.0
             pair = net.with_output(row)
-            if method == "auto":
-                names = ["naive", "autolip"] + (["sdp"] if sdp_worthwhile(pair, None) else [])
-            else:
-                names = [method]
+            names = auto_global_methods(pair, None) if method == "auto" else [method]
             results = {n: global_upper_bound(pair, n, p_in, 2.0, device=device) for n in names}
-            best = min(results, key=lambda n: (not results[n][1], results[n][0]))
+            best = tightest(results)
             upper, certified, _ = results[best]
             bounds[i, j] = bounds[j, i] = upper
             chosen[f"{i}-{j}"] = best

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import _core
 from ..errors import UnsupportedLayerError
+from ..layers import Dense
 from ..network import Network
 from ._rounding import mul_up, product_up
 
@@ -110,14 +111,15 @@ _AUTO_DEFAULT_SECONDS = 30.0
 
 
 def sdp_worthwhile(net: Network, time_limit) -> bool:
-    try:
-        problem = slope_restricted_problem(net)
-    except UnsupportedLayerError:
+    """Whether sdp applies (every convolution and pooling unrollable) and its estimated time fits."""
+    shapes = net.layer_shapes()
+    if any(layer.is_affine and not isinstance(layer, Dense) and not _core.linear_layer_is_unrollable(net._core, i)
+           for i, layer in enumerate(net.layers)):
         return False
-    if not problem.alpha:
+    hidden = [math.prod(out) for layer, (_, out) in zip(net.layers, shapes) if layer.is_activation]
+    if not hidden:
         return True
-    n = problem.neurons
-    width = max(w.shape[0] for w in problem.weights[:-1])
-    dimension = n + min(problem.weights[0].shape)
-    seconds = _NEWTON_STEPS * (n ** 3 / 3 + 4 * dimension ** 2 * width) / _FLOPS_PER_SECOND
+    n = sum(hidden)
+    dimension = n + min(net.input_size, hidden[0])
+    seconds = _NEWTON_STEPS * (n ** 3 / 3 + 4 * dimension ** 2 * max(hidden)) / _FLOPS_PER_SECOND
     return seconds <= (time_limit if time_limit is not None else _AUTO_DEFAULT_SECONDS)
