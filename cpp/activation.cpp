@@ -22,6 +22,13 @@ void apply_activation(const Layer& l, Eigen::Ref<Eigen::MatrixXd> z) {
         return e / (1.0 + e);
       });
       break;
+    case LayerKind::MaxMin: {
+      const Eigen::Index half = z.rows() / 2;
+      const Eigen::MatrixXd a = z.topRows(half), b = z.bottomRows(half);
+      z.topRows(half) = a.cwiseMax(b);
+      z.bottomRows(half) = a.cwiseMin(b);
+      break;
+    }
     default: throw std::logic_error("apply_activation: not an activation layer");
   }
 }
@@ -43,6 +50,12 @@ Eigen::VectorXd activation_derivative(const Layer& l, const Eigen::Ref<const Eig
         const double s = v >= 0.0 ? 1.0 / (1.0 + std::exp(-v)) : std::exp(v) / (1.0 + std::exp(v));
         return s * (1.0 - s);
       });
+    case LayerKind::MaxMin: {
+      const Eigen::Index half = z.size() / 2;
+      Eigen::VectorXd kept(z.size());
+      for (Eigen::Index i = 0; i < half; ++i) kept(i) = kept(i + half) = z(i) >= z(i + half) ? 1.0 : 0.0;
+      return kept;
+    }
     default: throw std::logic_error("activation_derivative: not an activation layer");
   }
 }

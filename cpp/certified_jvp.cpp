@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "lipcert/activation.hpp"
@@ -123,8 +124,23 @@ CertifiedDirectional run(const Network& net, const Eigen::Ref<const Eigen::Vecto
       et = inflate(mag_t * (2 * gamma_t(k)) + abs_apply(l, et), k);
       z = affine(l, z, true);
       t = affine(l, t, false);
+    } else if (l.kind == LayerKind::MaxMin) {
+      // Each pair is kept or swapped: exact in any precision, so only which one needs a proof.
+      const size_t half = z.size() / 2;
+      for (size_t i = 0; i < half; ++i) {
+        const size_t j = i + half;
+        const double margin = std::abs(static_cast<double>(z[i] - z[j])) * (1 - 4 * kUnitRoundoff) - (ez(i) + ez(j));
+        r.min_margin = std::min(r.min_margin, margin);
+        if (!(margin > 0)) r.pattern_verified = false;
+        if (z[i] < z[j]) {
+          std::swap(z[i], z[j]);
+          std::swap(t[i], t[j]);
+          std::swap(ez(i), ez(j));
+          std::swap(et(i), et(j));
+        }
+      }
     } else if (l.is_activation()) {
-      const double lip = std::max(std::abs(l.slope_bounds().alpha), std::abs(l.slope_bounds().beta));
+      const double lip = l.activation_lipschitz();
       for (size_t i = 0; i < z.size(); ++i) {
         T d;
         double dd_error = 0.0;  // bound on |computed derivative - exact derivative at the exact z|

@@ -53,7 +53,20 @@ SlopeRestrictedNetwork slope_restricted_network(const Network& net) {
   int size = layers.empty() ? 0 : layers.front().in_shape.size();
   for (size_t i = 0; i < layers.size(); ++i) {
     const Layer& layer = layers[i];
-    if (layer.is_activation()) {
+    if (layer.kind == LayerKind::MaxMin) {
+      // With u = a + b and v = a - b for each pair (a, b): (max, min) = R (u, |v|) / 2 with
+      // R = [[I, I], [I, -I]]. So MaxMin is R, then |.| on v and the identity on u — both with slopes
+      // in [-1, 1] — then R / 2; the entries +-1 and +-1/2 are exact, the products' rounding is bounded.
+      const int half = size / 2;
+      Eigen::MatrixXd rotation(size, size);
+      rotation << Eigen::MatrixXd::Identity(half, half), Eigen::MatrixXd::Identity(half, half),
+          Eigen::MatrixXd::Identity(half, half), -Eigen::MatrixXd::Identity(half, half);
+      stretch.push_back({rotation, false});
+      close_stretch(out, stretch, size);
+      stretch.assign(1, {0.5 * rotation, false});
+      out.alpha.push_back(-1.0);
+      out.beta.push_back(1.0);
+    } else if (layer.is_activation()) {
       close_stretch(out, stretch, size);
       stretch.clear();
       const SlopeBounds s = layer.slope_bounds();

@@ -380,6 +380,25 @@ LipSdpResult solve_lipsdp(const SlopeRestrictedNetwork& net, const LipSdpOptions
       result.certified_upper = bound;
     }
   }
+  if (!std::isfinite(result.certified_upper) && result.multipliers.size() > 0) {
+    // Where the layers decouple (slopes symmetric about 0, as MaxMin's rotated form), every hidden
+    // block is tight at the optimum, and the last points can sit closer to the boundary than the
+    // proof's rounding margins. lambda_k (1 + d)^(l + 1 - k) adds d T_k to each such block's slack
+    // for a factor of about (1 + d)^((l + 1) / 2) on the bound; only what the proof accepts is kept.
+    const VectorXd solved = result.multipliers;
+    for (double d : {1e-9, 1e-7, 1e-5, 1e-3}) {
+      VectorXd inflated = solved;
+      for (int k = 1; k <= r.l; ++k)
+        inflated.segment(r.multiplier_offset[k], r.multiplier_offset[k + 1] - r.multiplier_offset[k]) *=
+            std::pow(1 + d, r.l + 1 - k);
+      const double bound = lipsdp_certified_bound(net, inflated);
+      if (std::isfinite(bound)) {
+        result.multipliers = inflated;
+        result.certified_upper = bound;
+        break;
+      }
+    }
+  }
   return result;
 }
 

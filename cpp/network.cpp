@@ -1,7 +1,10 @@
 #include "lipcert/network.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
+#include <stdexcept>
+#include <string>
 
 #include "lipcert/activation.hpp"
 #include "lipcert/linear_ops.hpp"
@@ -18,6 +21,7 @@ const char* layer_kind_name(LayerKind kind) {
     case LayerKind::LeakyReLU: return "LeakyReLU";
     case LayerKind::Tanh: return "Tanh";
     case LayerKind::Sigmoid: return "Sigmoid";
+    case LayerKind::MaxMin: return "MaxMin";
   }
   return "?";
 }
@@ -78,8 +82,14 @@ SlopeBounds Layer::slope_bounds() const {
     case LayerKind::LeakyReLU: return {std::min(negative_slope, 1.0), std::max(negative_slope, 1.0)};
     case LayerKind::Tanh: return {0.0, 1.0};
     case LayerKind::Sigmoid: return {0.0, 0.25};
-    default: return {1.0, 1.0};
+    default: throw std::logic_error(std::string("slope_bounds: ") + layer_kind_name(kind) + " is not an elementwise activation");
   }
+}
+
+double Layer::activation_lipschitz() const {
+  if (kind == LayerKind::MaxMin) return 1.0;
+  const SlopeBounds s = slope_bounds();
+  return std::max(std::abs(s.alpha), std::abs(s.beta));
 }
 
 int Layer::inner_length() const {
@@ -161,6 +171,11 @@ Network::Network(TensorShape input_shape, std::vector<Layer> layers)
       case LayerKind::LeakyReLU:
         if (!std::isfinite(l.negative_slope)) fail(i, l, "negative_slope is not finite");
         break;
+      case LayerKind::MaxMin:
+        if (shape.spatial ? shape.channels % 2 != 0 : shape.size() % 2 != 0)
+          fail(i, l, "input has shape " + shape.str() + "; MaxMin pairs the two halves of the " +
+                         (shape.spatial ? "channels" : "features") + ", so their number must be even");
+        break;
       default:
         break;
     }
@@ -205,6 +220,12 @@ Eigen::MatrixXd Network::pull_back(const std::vector<Eigen::VectorXd>& derivativ
       g = apply_linear_transpose(l, g, absolute);
     } else if (l.is_activation()) {
       const Eigen::VectorXd& d = derivatives[--next];
+      if (l.kind == LayerKind::MaxMin) {  // a symmetric permutation: swap the pairs that were swapped
+        const Eigen::Index half = d.size() / 2;
+        for (Eigen::Index i = 0; i < half; ++i)
+          if (d(i) == 0.0) g.row(i).swap(g.row(i + half));
+        continue;
+      }
       if (absolute) g.array().colwise() *= d.array().abs();
       else g.array().colwise() *= d.array();
     }

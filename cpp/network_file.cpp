@@ -237,6 +237,8 @@ Network load_network(const std::string& path) {
       layers.push_back(Layer::activation(LayerKind::Tanh));
     } else if (kind == "Sigmoid") {
       layers.push_back(Layer::activation(LayerKind::Sigmoid));
+    } else if (kind == "MaxMin") {
+      layers.push_back(Layer::activation(LayerKind::MaxMin));
     } else {
       fail(path, "layer " + std::to_string(i) + " has unknown kind '" + kind + "'");
     }

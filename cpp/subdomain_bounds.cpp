@@ -126,7 +126,8 @@ SubdomainBound bound_subdomain(const Network& net, const Subdomain& sub, Norm p,
     } else if (l.is_activation()) {
       if (!l.is_piecewise_linear_activation())
         throw std::invalid_argument(std::string("bound_subdomain: ") + layer_kind_name(l.kind) +
-                                    " is not piecewise linear; branch and bound needs ReLU or LeakyReLU");
+                                    " is not an elementwise piecewise-linear activation; branch and bound "
+                                    "needs ReLU or LeakyReLU");
       const double slope = l.kind == LayerKind::ReLU ? 0.0 : l.negative_slope;
       const NeuronStates* states = act < static_cast<int>(sub.states.size()) && !sub.states[act].empty()
                                        ? &sub.states[act] : nullptr;

@@ -73,7 +73,8 @@ PYBIND11_MODULE(_core, m) {
       .value("ReLU", LayerKind::ReLU)
       .value("LeakyReLU", LayerKind::LeakyReLU)
       .value("Tanh", LayerKind::Tanh)
-      .value("Sigmoid", LayerKind::Sigmoid);
+      .value("Sigmoid", LayerKind::Sigmoid)
+      .value("MaxMin", LayerKind::MaxMin);
 
   py::class_<Layer>(m, "Layer")
       .def_static("dense", &Layer::dense)

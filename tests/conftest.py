@@ -68,6 +68,9 @@ def ref_forward(net: lc.Network, x):
             x = np.tanh(x)
         elif isinstance(layer, lc.Sigmoid):
             x = 1 / (1 + np.exp(-x))
+        elif isinstance(layer, lc.MaxMin):
+            a, b = np.split(x, 2, axis=1)
+            x = np.concatenate([np.maximum(a, b), np.minimum(a, b)], axis=1)
         else:
             raise AssertionError(layer)
     return x

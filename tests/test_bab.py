@@ -83,6 +83,16 @@ def test_time_limit_returns_the_best_certified_pair(shared_data):
     assert b.stats["status"] in ("time_limit", "converged")
 
 
+def test_a_global_bound_caps_bab_where_the_search_is_far_from_closing():
+    # A 64-dimensional l2 question in 0.3 s: the search's own bound stays above the global product.
+    net = random_mlp(np.random.default_rng(3), [64, 32, 32, 10])
+    ball = lc.Ball(np.full(64, 0.5), 0.2, math.inf)
+    b = lc.lipschitz(net, method="bab", norm=2, domain=ball, time_limit=0.3)
+    autolip = lc.lipschitz(net, method="autolip")
+    assert b.certified and b.lower <= b.upper <= autolip.upper < b.stats["search_upper"]
+    assert b.stats["upper_from"] in ("naive", "autolip")
+
+
 def test_auto_uses_bab_on_bounded_domains_and_is_tighter():
     net = random_mlp(np.random.default_rng(61), [3, 10, 10, 2])
     box = lc.Box(np.zeros(3), np.full(3, 0.2))

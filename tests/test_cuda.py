@@ -167,7 +167,7 @@ def test_bab_on_the_gpu_finds_the_cpu_value(p):
 @gpu
 def test_gpu_bounder_rejects_smooth_activations():
     net = lc.Network([lc.Dense(np.eye(2)), lc.Tanh(), lc.Dense(np.eye(2))], (2,))
-    with pytest.raises(ValueError, match="piecewise linear"):
+    with pytest.raises(ValueError, match="elementwise piecewise-linear"):
         cuda_module().GpuSubdomainBounder(net._core)
 
 

@@ -24,10 +24,12 @@ def networks():
     conv = lc.Conv2d(rng.normal(size=(2, 1, 3, 3)), rng.normal(size=(2, 3, 3)), padding=0)
     smooth = lc.Network([conv, lc.Tanh(), lc.Flatten(), lc.Dense(np.asfortranarray(rng.normal(size=(18, 4)).T)),
                          lc.Sigmoid()], (1, 5, 5))
-    return [random_mlp(rng, [3, 7, 5, 2]), lc.Network(cnn.layers, (2, 7, 7)), smooth]
+    group_sorted = lc.Network([lc.Conv2d(rng.normal(size=(4, 1, 3, 3))), lc.MaxMin(), lc.Flatten(),
+                               lc.Dense(rng.normal(size=(6, 36))), lc.MaxMin()], (1, 5, 5))
+    return [random_mlp(rng, [3, 7, 5, 2]), lc.Network(cnn.layers, (2, 7, 7)), smooth, group_sorted]
 
 
-@pytest.mark.parametrize("index", range(3))
+@pytest.mark.parametrize("index", range(4))
 def test_the_cpp_reader_rebuilds_the_same_network(tmp_path, index):
     net = networks()[index]
     path = tmp_path / "net.npz"
@@ -124,7 +126,8 @@ def test_lipcert_bench_agrees_with_the_python_api(tmp_path, norm, p):
 def test_lipcert_bench_sdp_agrees_with_the_python_api(tmp_path, method, norm, p):
     rng = np.random.default_rng(5)
     net = lc.Network([lc.Conv2d(rng.normal(size=(2, 1, 3, 3)), padding=1), lc.LeakyReLU(0.1), lc.Flatten(),
-                      lc.Dense(rng.normal(size=(6, 32))), lc.Tanh(), lc.Dense(rng.normal(size=(3, 6)))],
+                      lc.Dense(rng.normal(size=(6, 32))), lc.Tanh(), lc.Dense(rng.normal(size=(6, 6))), lc.MaxMin(),
+                      lc.Dense(rng.normal(size=(3, 6)))],
                      input_shape=(1, 4, 4))
     net.save(tmp_path / "net.npz")
     done = subprocess.run([bench_binary(), str(tmp_path / "net.npz"), "--method", method, "--norm", norm],

@@ -100,7 +100,7 @@ def test_global_domain_keeps_every_free_neuron_unstable():
 
 def test_smooth_activations_and_bad_assignments_are_rejected():
     net = random_mlp(np.random.default_rng(44), [2, 4, 1], lc.Tanh)
-    with pytest.raises(ValueError, match="not piecewise linear"):
+    with pytest.raises(ValueError, match="not an elementwise piecewise-linear"):
         bound(net, np.zeros(2), np.ones(2))
     net = random_mlp(np.random.default_rng(44), [2, 4, 1])
     with pytest.raises(ValueError, match="4 neurons"):

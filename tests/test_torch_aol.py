@@ -6,7 +6,7 @@ torch = pytest.importorskip("torch")
 
 import lipcert as lc  # noqa: E402
 from lipcert import _core  # noqa: E402
-from lipcert.torch import AOLConv2d, AOLLinear, OffsetCrossEntropy  # noqa: E402
+from lipcert.torch import AOLConv2d, AOLLinear, MaxMin, OffsetCrossEntropy  # noqa: E402
 
 SCALES = [1.0, 1e-3, 1e3]
 
@@ -48,6 +48,23 @@ def test_exported_network_matches_torch_and_bounds_are_at_most_one():
     for method in ("naive", "autolip"):
         b = lc.lipschitz(net, method=method)
         assert b.certified and b.upper <= 1 + 1e-6
+
+
+def test_maxmin_module_exports_and_aol_maxmin_networks_are_1_lipschitz():
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(AOLConv2d(2, 4, 3, padding=1), MaxMin(), torch.nn.Flatten(), AOLLinear(4 * 5 * 5, 8),
+                                MaxMin(), AOLLinear(8, 3)).double()
+    net = lc.from_torch(model, (2, 5, 5))
+    assert [type(layer).__name__ for layer in net.layers].count("MaxMin") == 2
+    x = np.random.default_rng(1).normal(size=(6, 2, 5, 5))
+    with torch.no_grad():
+        expected = model(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(net(x), expected, rtol=1e-10, atol=1e-12)
+    for method in ("naive", "autolip", "sdp"):
+        b = lc.lipschitz(net, method=method)
+        assert b.certified and b.lower <= b.upper <= 1 + 1e-6, method
+    with pytest.raises(ValueError, match="even"):
+        MaxMin()(torch.ones(2, 3))
 
 
 def test_offset_cross_entropy():
@@ -103,15 +120,39 @@ def test_clip_adapts_lambda_to_a_target_accuracy():
         CLIPRegularizer(torch.nn.Linear(2, 2), n_pairs=0)
 
 
-def test_digits_example_runs(tmp_path):
-    pytest.importorskip("sklearn")
+def run_example(name, args, monkeypatch):
+    """Runs examples/<name>.py's main(args) as a script would (its folder on sys.path)."""
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "train_lipschitz_digits.py"
-    spec = importlib.util.spec_from_file_location("train_lipschitz_digits", path)
+    folder = Path(__file__).resolve().parents[1] / "examples"
+    monkeypatch.syspath_prepend(str(folder))
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    example.main(["--epochs", "1", "--out", str(tmp_path)])
+    threads = torch.get_num_threads()
+    try:
+        example.main(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_digits_example_runs(tmp_path, monkeypatch):
+    pytest.importorskip("sklearn")
+    run_example("train_lipschitz_digits", ["--epochs", "1", "--families", "MLP", "--bab-time", "0.2",
+                                           "--out", str(tmp_path)], monkeypatch)
     table = (tmp_path / "digits.md").read_text()
-    assert "AOL" in table and "CLIP" in table
+    assert "AOL MLP (MaxMin)" in table and "CLIP" in table and "n/a (MaxMin)" in table
+
+
+def test_offset_tradeoff_example_runs(tmp_path, monkeypatch):
+    pytest.importorskip("sklearn")
+    run_example("aol_offset_tradeoff", ["--epochs", "1", "--offsets", "0,4", "--out", str(tmp_path)], monkeypatch)
+    rows = (tmp_path / "offset.md").read_text().splitlines()[2:]
+    assert [r.split("|")[1].strip() for r in rows] == ["0", "4"]
+
+
+def test_clip_regression_example_runs(tmp_path, monkeypatch):
+    run_example("clip_regression_1d", ["--steps", "20", "--bab-time", "2", "--out", str(tmp_path)], monkeypatch)
+    rows = (tmp_path / "clip_1d.md").read_text().splitlines()[2:]
+    assert len(rows) == 5 and all("True" in r for r in rows)  # bab is exact on the interval for each fit

@@ -12,13 +12,13 @@ from .certify import Certification, certify
 from .domain import Ball, Box
 from .errors import InvalidNetworkError, LipcertError, UnsupportedLayerError
 from .io import from_sklearn, from_torch, load
-from .layers import AvgPool2d, Conv2d, Dense, Flatten, LeakyReLU, ReLU, Sigmoid, Tanh
+from .layers import AvgPool2d, Conv2d, Dense, Flatten, LeakyReLU, MaxMin, ReLU, Sigmoid, Tanh
 from .network import Network
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Network", "Dense", "Conv2d", "AvgPool2d", "Flatten", "ReLU", "LeakyReLU", "Tanh", "Sigmoid",
+    "Network", "Dense", "Conv2d", "AvgPool2d", "Flatten", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "MaxMin",
     "lipschitz", "verify_certificate", "Bound", "certify", "Certification", "Box", "Ball", "load", "from_torch", "from_sklearn", "cuda_available", "cuda_compiled",
     "LipcertError", "InvalidNetworkError", "UnsupportedLayerError",
 ]

@@ -58,9 +58,9 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
     domain = check_domain(domain, net.input_size)
 
     start = time.perf_counter()
-    piecewise_linear = all(l.is_piecewise_linear for l in net.layers if l.is_activation)
     if method == "auto":
-        names = auto_global_methods(net, time_limit) + (["bab"] if piecewise_linear and _is_bounded_box(domain) else [])
+        with_bab = net.elementwise_piecewise_linear and _is_bounded_box(domain)
+        names = auto_global_methods(net, time_limit) + (["bab"] if with_bab else [])
     else:
         names = [method]
     results, lower, witness = {}, 0.0, None
@@ -70,6 +70,14 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
             remaining = None if time_limit is None else max(0.1, time_limit - (time.perf_counter() - start))
             upper, certified, stats, bab_lower, bab_witness = bab_bound(net, p_in, p_out, domain, tol, remaining, seed,
                                                                         show_progress=progress, device=device)
+            if method == "bab":
+                # A global bound holds on every domain: it caps bab's anytime bound where the search is
+                # still far from closing (high-dimensional balls in l2). method="auto" compares them anyway.
+                caps = {n: global_upper_bound(net, n, p_in, p_out, device=device, seed=seed) for n in ("naive", "autolip")}
+                cap = tightest(caps)
+                if caps[cap][1] and caps[cap][0] < upper:
+                    stats.update(search_upper=upper, upper_from=cap)
+                    upper = caps[cap][0]
             if bab_lower > lower:
                 lower, witness = bab_lower, bab_witness
         else:

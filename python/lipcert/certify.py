@@ -129,7 +129,7 @@ def _margin_lower_bounds(net: Network, x: np.ndarray, predicted: np.ndarray, log
     """margins[k, j] <= f_c(x_k) - f_j(x_k) for c = predicted[k] (+inf at j = c)."""
     n, classes = x.shape[0], net.output_size
     margins = np.full((n, classes), np.inf)
-    piecewise_linear = all(l.is_piecewise_linear for l in net.layers if l.is_activation)
+    piecewise_linear = net.elementwise_piecewise_linear
     flat = x.reshape(n, -1)
     for c in np.unique(predicted):
         rows = np.flatnonzero(predicted == c)

@@ -41,8 +41,16 @@ class Layer:
     slope_bounds: Tuple[float, float] = (1.0, 1.0)
     is_affine = False
     is_activation = False
-    #: Activations whose Jacobian is constant on each activation region (what branch and bound splits).
+    #: Activations that act on each neuron alone (all but MaxMin).
+    is_elementwise = True
+    #: Activations whose Jacobian is constant on each activation region.
     is_piecewise_linear = False
+
+    @property
+    def lipschitz_constant(self) -> float:
+        """Lipschitz constant of an activation in every p-norm (elementwise: max |slope|)."""
+        alpha, beta = self.slope_bounds
+        return max(abs(alpha), abs(beta))
 
     def params(self) -> Dict[str, np.ndarray]:
         """Arrays that describe the layer (what `Network.save` writes)."""
@@ -199,10 +207,19 @@ class Sigmoid(Layer):
         return _core.Layer.activation(_core.LayerKind.Sigmoid)
 
 
-LAYER_TYPES = {cls.__name__: cls for cls in (Dense, Conv2d, AvgPool2d, Flatten, ReLU, LeakyReLU, Tanh, Sigmoid)}
+class MaxMin(Layer):
+    """GroupSort with groups of two (the activation of AOL networks): pairs feature i with feature
+    i + n/2 — for (C, H, W) inputs, channel c with channel c + C/2 — and puts each pair's max in the
+    first half and its min in the second. Its Jacobians are permutations: 1-Lipschitz in every p-norm."""
+
+    is_activation = True
+    is_elementwise = False
+    is_piecewise_linear = True
+    lipschitz_constant = 1.0
+
+    def to_core(self):
+        return _core.Layer.activation(_core.LayerKind.MaxMin)
 
 
-def lipschitz_factor(layer: Layer) -> float:
-    """Lipschitz constant of an activation in any p-norm (elementwise, slope in [alpha, beta])."""
-    alpha, beta = layer.slope_bounds
-    return max(abs(alpha), abs(beta))
+LAYER_TYPES = {cls.__name__: cls for cls in (Dense, Conv2d, AvgPool2d, Flatten, ReLU, LeakyReLU, Tanh, Sigmoid,
+                                              MaxMin)}

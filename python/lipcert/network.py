@@ -48,6 +48,12 @@ class Network:
     def output_size(self) -> int:
         return int(np.prod(self.output_shape))
 
+    @property
+    def elementwise_piecewise_linear(self) -> bool:
+        """Every activation is elementwise and piecewise linear (ReLU, LeakyReLU): the networks that
+        branch and bound and the core's interval bounds take."""
+        return all(l.is_piecewise_linear and l.is_elementwise for l in self.layers if l.is_activation)
+
     def layer_shapes(self) -> list[Tuple[Tuple[int, ...], Tuple[int, ...]]]:
         """(input shape, output shape) of every layer."""
         return list(self._shapes)
@@ -66,7 +72,8 @@ class Network:
         return self._core.forward(xb).reshape((xb.shape[0],) + self.output_shape)
 
     def jacobian(self, x) -> np.ndarray:
-        """Jacobians (batch, output_size, input_size); at a ReLU kink the derivative 0 is used."""
+        """Jacobians (batch, output_size, input_size); at a ReLU kink the derivative 0 is used (at a
+        MaxMin tie, the pair counts as kept)."""
         return self._core.jacobian(self._batch(x))
 
     def vjp(self, x, u) -> np.ndarray:

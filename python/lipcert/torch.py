@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import layers
 from .layers import Conv2d, Dense
 
 # Columns (input channels) whose Gram sums are below this get D = 1 / sqrt(_TINY): they are (almost)
@@ -84,6 +85,21 @@ class AOLConv2d(nn.Module):
         return [Conv2d(weight, bias, stride=1, padding=self.padding)]
 
 
+class MaxMin(nn.Module):
+    """GroupSort with groups of two along dim 1 (features, or channels of (N, C, H, W) inputs): the
+    halves a, b become (max(a, b), min(a, b)). Gradient-norm preserving and 1-Lipschitz in every norm;
+    exported as lipcert's MaxMin layer."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 2 or x.shape[1] % 2:
+            raise ValueError(f"MaxMin needs an even size along dim 1, got shape {tuple(x.shape)}")
+        a, b = x.chunk(2, dim=1)
+        return torch.cat([torch.maximum(a, b), torch.minimum(a, b)], dim=1)
+
+    def lipcert_layers(self):
+        return [layers.MaxMin()]
+
+
 class OffsetCrossEntropy(nn.Module):
     """AOL's margin loss: temperature * CE((z - offset * e_y) / temperature, y). The offset asks the
     true logit to win by a margin, which is what certified radii need."""
@@ -103,8 +119,9 @@ class CLIPRegularizer(nn.Module):
     """CLIP (Bungert et al. 2021): lam * an estimate of the model's Lipschitz constant, as a loss term.
 
     It keeps `n_pairs` input pairs (x, x') and, at every call, moves them by `ascent_steps` steps of
-    gradient ascent on ||f(x) - f(x')|| / ||x - x'|| with per-pair step sizes (grown by 1.2 after an
-    improving step, halved and undone after a worsening one); the loss is lam times the largest ratio.
+    normalised gradient ascent on ||f(x) - f(x')|| / ||x - x'|| with per-pair step lengths (grown by 1.2
+    after an improving step, halved and undone after a worsening one); before that, the pair with the
+    smallest ratio restarts from the batch. The loss is lam times the largest ratio.
     The estimate is a LOWER bound of the Lipschitz constant (it is attained by real pairs), not a
     certificate: certify the trained model with lipcert.lipschitz. With `target_accuracy`,
     `update_lambda(accuracy)` raises lam while the training accuracy is above the target and lowers it
@@ -128,11 +145,25 @@ class CLIPRegularizer(nn.Module):
         difference = (self.model(x) - self.model(x_prime)).flatten(1).norm(dim=1)
         return difference / (x - x_prime).flatten(1).norm(dim=1).clamp_min(1e-12)
 
+    def _fresh_pairs(self, batch: torch.Tensor, count: int):
+        index = torch.randint(0, batch.shape[0], (count,), device=batch.device)
+        x = batch[index].detach().clone()
+        return x, x + self.init_distance * torch.randn_like(x)
+
     def _initialise(self, batch: torch.Tensor) -> None:
-        index = torch.randint(0, batch.shape[0], (self.n_pairs,), device=batch.device)
-        self.x = batch[index].detach().clone()
-        self.x_prime = self.x + self.init_distance * torch.randn_like(self.x)
+        self.x, self.x_prime = self._fresh_pairs(batch, self.n_pairs)
         self.steps = torch.full((self.n_pairs,), self.step_size, device=batch.device, dtype=batch.dtype)
+
+    def _refresh_weakest(self, batch: torch.Tensor) -> None:
+        """Restarts the pair with the smallest ratio from the batch: once the model is flat where a
+        pair sits, ascent cannot find the steep regions elsewhere."""
+        if self.n_pairs < 2:
+            return
+        with torch.no_grad():
+            weakest = int(self._ratios(self.x, self.x_prime).argmin())
+            x, x_prime = self._fresh_pairs(batch, 1)
+            self.x[weakest], self.x_prime[weakest] = x[0], x_prime[0]
+            self.steps[weakest] = self.step_size
 
     def _ascend(self) -> None:
         shape = (-1,) + (1,) * (self.x.dim() - 1)
@@ -141,13 +172,18 @@ class CLIPRegularizer(nn.Module):
             ratios = self._ratios(x, x_prime)
             gx, gxp = torch.autograd.grad(ratios.sum(), (x, x_prime))
             with torch.no_grad():
-                new_x = x + self.steps.view(shape) * gx
-                new_xp = x_prime + self.steps.view(shape) * gxp
+                # Steps of length `steps` along the pair's normalised gradient: where the ratio is flat
+                # (an untrained network) the raw gradient would not move the pair at all.
+                length = (gx.flatten(1).square().sum(1) + gxp.flatten(1).square().sum(1)).sqrt().clamp_min(1e-30)
+                scale = (self.steps / length).view(shape)
+                new_x, new_xp = x + scale * gx, x_prime + scale * gxp
                 better = self._ratios(new_x, new_xp) > ratios
                 keep = better.view(shape)
                 self.x = torch.where(keep, new_x, self.x)
                 self.x_prime = torch.where(keep, new_xp, self.x_prime)
-                self.steps = torch.where(better, self.steps * 1.2, self.steps * 0.5)
+                # Bounded, so that a pair whose steps failed for a while can still move again.
+                self.steps = torch.where(better, self.steps * 1.2, self.steps * 0.5).clamp(
+                    self.step_size * 1e-3, self.step_size * 1e3)
 
     def estimate(self) -> float:
         """The current largest ratio over the pairs (a lower bound of the Lipschitz constant)."""
@@ -159,6 +195,8 @@ class CLIPRegularizer(nn.Module):
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         if self.x is None or self.x.shape[1:] != batch.shape[1:]:
             self._initialise(batch)
+        else:
+            self._refresh_weakest(batch)
         self._ascend()
         return self.lam * self._ratios(self.x.detach(), self.x_prime.detach()).max()
 
@@ -168,4 +206,4 @@ class CLIPRegularizer(nn.Module):
         return self.lam
 
 
-__all__ = ["AOLLinear", "AOLConv2d", "OffsetCrossEntropy", "CLIPRegularizer", "aol_scale"]
+__all__ = ["AOLLinear", "AOLConv2d", "MaxMin", "OffsetCrossEntropy", "CLIPRegularizer", "aol_scale"]

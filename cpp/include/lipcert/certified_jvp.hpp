@@ -2,8 +2,9 @@
 /// Certified lower bounds on ||J(x) v||_q / ||v||_p: the Jacobian-vector product is propagated
 /// forward in extended precision (80-bit long double, then IEEE binary128 where that does not
 /// suffice) together with an elementwise bound on every rounding error, and the activation pattern
-/// at x is proved (no ReLU/LeakyReLU pre-activation within its error of the kink), so the network is
-/// differentiable at x and J(x) is the Jacobian of the region x lies in.
+/// at x is proved (no ReLU/LeakyReLU pre-activation within its error of the kink, no MaxMin pair
+/// within its error of a tie), so the network is differentiable at x and J(x) is the Jacobian of the
+/// region x lies in.
 #include "lipcert/network.hpp"
 #include "lipcert/operator_norm.hpp"
 

@@ -1,13 +1,17 @@
 #pragma once
 /// The network IR: a chain of layers, each either affine (Dense, Conv2d, AvgPool2d), a reshape
-/// (Flatten) or an elementwise activation. Tensors are stored flat in (C, H, W) row-major order, one
+/// (Flatten) or an activation: elementwise (ReLU, LeakyReLU, Tanh, Sigmoid) or MaxMin. Tensors are stored flat in (C, H, W) row-major order, one
 /// sample per column of an Eigen matrix, which is exactly numpy's batch-first C-contiguous layout.
 #include <Eigen/Dense>
 #include <string>
 
 namespace lipcert {
 
-enum class LayerKind { Dense, Conv2d, AvgPool2d, Flatten, ReLU, LeakyReLU, Tanh, Sigmoid };
+/// MaxMin (GroupSort with groups of 2, as in AOL networks) pairs element i with element i + n/2 of
+/// the flat sample — for (C, H, W) tensors, channel c with channel c + C/2 at the same pixel — and
+/// writes the pair's max to i and its min to i + n/2. Its Jacobian is a permutation, so it is
+/// 1-Lipschitz in every p-norm.
+enum class LayerKind { Dense, Conv2d, AvgPool2d, Flatten, ReLU, LeakyReLU, Tanh, Sigmoid, MaxMin };
 
 /// Name used in error messages and reports ("Dense", "Conv2d", ...).
 const char* layer_kind_name(LayerKind kind);
@@ -53,11 +57,16 @@ struct Layer {
     return kind == LayerKind::Dense || kind == LayerKind::Conv2d || kind == LayerKind::AvgPool2d;
   }
   bool is_activation() const { return kind >= LayerKind::ReLU; }
-  /// Piecewise linear activations have a Jacobian that is constant on each activation region.
+  bool is_elementwise_activation() const { return is_activation() && kind != LayerKind::MaxMin; }
+  /// Elementwise piecewise-linear activations (ReLU, LeakyReLU): each neuron's derivative is constant
+  /// on either side of its kink, which is what branch and bound splits.
   bool is_piecewise_linear_activation() const {
     return kind == LayerKind::ReLU || kind == LayerKind::LeakyReLU;
   }
+  /// Of an elementwise activation; throws std::logic_error for other layers.
   SlopeBounds slope_bounds() const;
+  /// Lipschitz constant of an activation in every p-norm (max |slope|; 1 for MaxMin).
+  double activation_lipschitz() const;
   /// Longest inner product in one output element (for rounding-error bounds of affine layers).
   int inner_length() const;
 };

@@ -35,7 +35,9 @@ struct SlopeRestrictedNetwork {
   void validate() const;
 };
 
-/// The LipSDP view of a network: split at its activations, each linear stretch one matrix.
+/// The LipSDP view of a network: split at its activations, each linear stretch one matrix. A MaxMin
+/// layer becomes a 45-degree rotation of each pair, an activation with slopes in [-1, 1] (|a - b| on
+/// one half, the identity on the other) and the rotation back, merged into the stretches around it.
 /// Convolutions and pooling are unrolled (conv_is_unrollable); consecutive linear layers are multiplied,
 /// with weight_error bounding that product's rounding (and pooling entries 1/k^2 that are not powers of
 /// two). Throws UnsupportedLayerError for layers too large to unroll.

@@ -45,7 +45,8 @@ class Network {
   Eigen::MatrixXd pull_back(const std::vector<Eigen::VectorXd>& derivatives,
                             Eigen::MatrixXd seed, bool absolute) const;
 
-  /// Forward pass of one sample that records each activation layer's derivative vector.
+  /// Forward pass of one sample that records each activation layer's derivative vector (for MaxMin,
+  /// 1 on both entries of a pair that is kept and 0 on both of one that is swapped).
   Eigen::VectorXd forward_with_derivatives(const Eigen::Ref<const Eigen::VectorXd>& x,
                                            std::vector<Eigen::VectorXd>* derivatives) const;
 

@@ -15,7 +15,7 @@ import logging
 
 from .. import _core
 from .._cuda_loader import cuda_module
-from ..layers import Conv2d, Dense, lipschitz_factor
+from ..layers import Conv2d, Dense
 from ..network import Network
 from ._rounding import mul_up, product_up
 
@@ -83,9 +83,9 @@ def autolip_bound(net: Network, p_in: float, p_out: float, use_cuda: bool = Fals
                           "how": how, "iterations": iterations, "converged": converged})
     for layer in net.layers:
         if layer.is_activation:
-            factors.append(lipschitz_factor(layer))
+            factors.append(layer.lipschitz_constant)
             if estimate_product is not None:
-                estimate_product *= lipschitz_factor(layer)
+                estimate_product *= layer.lipschitz_constant
     spectral = product_up(factors)
     conversion = mul_up(_core.norm_conversion_factor(net.input_size, p_in, 2.0),
                         _core.norm_conversion_factor(net.output_size, 2.0, p_out))

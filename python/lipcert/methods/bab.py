@@ -68,9 +68,10 @@ def bab_bound(net: Network, p_in: float, p_out: float, domain, tol: float, time_
               show_progress: bool = False, device: str = "cpu"):
     """Returns (upper, certified, stats, lower, witness)."""
     for i, layer in enumerate(net.layers):
-        if layer.is_activation and not layer.is_piecewise_linear:
-            raise UnsupportedLayerError(f"layer {i} ({type(layer).__name__}): method 'bab' needs piecewise-linear "
-                                        "activations (ReLU, LeakyReLU); use naive or autolip for smooth ones")
+        if layer.is_activation and not (layer.is_piecewise_linear and layer.is_elementwise):
+            raise UnsupportedLayerError(f"layer {i} ({type(layer).__name__}): method 'bab' needs elementwise "
+                                        "piecewise-linear activations (ReLU, LeakyReLU); use naive, autolip or sdp "
+                                        "for this network")
     lo, hi = domain_box(domain)
     limit = DEFAULT_TIME_LIMIT if time_limit is None else float(time_limit)
     start = time.perf_counter()

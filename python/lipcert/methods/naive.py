@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from .. import _core
-from ..layers import Dense, lipschitz_factor
+from ..layers import Dense
 from ..network import Network
 from ._rounding import mul_up, product_up
 
@@ -52,7 +52,7 @@ def naive_bound(net: Network, p_in: float, p_out: float):
     factors, per_layer = [], []
     for i, layer in enumerate(net.layers):
         if layer.is_activation:
-            factors.append(lipschitz_factor(layer))
+            factors.append(layer.lipschitz_constant)
         elif layer.is_affine:
             q = p_out if i == affine[-1] else p_in
             value, how = affine_layer_norm(net, i, p_in, q)
