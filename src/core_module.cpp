@@ -17,6 +17,7 @@
 #include "lipcert/network.hpp"
 #include "lipcert/network_file.hpp"
 #include "lipcert/operator_norm.hpp"
+#include "lipcert/seqlip.hpp"
 #include "lipcert/spectral_estimate.hpp"
 #include "lipcert/spectral_norm.hpp"
 #include "lipcert/subdomain_bounds.hpp"
@@ -348,6 +349,38 @@ PYBIND11_MODULE(_core, m) {
     return lipsdp_certified_bound(net, multipliers);
   }, py::arg("weights"), py::arg("alpha"), py::arg("beta"), py::arg("weight_error"), py::arg("multipliers"),
      "Certified l2 Lipschitz bound proved from LipSDP multipliers (+inf when they prove nothing).");
+
+  m.def("seqlip_bound", [](std::vector<Eigen::MatrixXd> weights, std::vector<double> alpha, std::vector<double> beta,
+                           std::vector<double> weight_error, double tol, double time_limit, long max_nodes_per_pair) {
+    const SlopeRestrictedNetwork net{std::move(weights), std::move(alpha), std::move(beta), std::move(weight_error)};
+    SeqLipOptions options;
+    options.tol = tol;
+    options.time_limit_s = time_limit;
+    options.max_nodes_per_pair = max_nodes_per_pair;
+    SeqLipResult r;
+    {
+      py::gil_scoped_release release;
+      r = seqlip_bound(net, options);
+    }
+    py::list pairs;
+    for (const SeqLipPair& pair : r.pairs) {
+      py::dict d;
+      d["upper"] = pair.upper;
+      d["attained"] = pair.attained;
+      d["nodes"] = pair.nodes;
+      d["solved"] = pair.solved;
+      d["by_lipsdp"] = pair.by_lipsdp;
+      pairs.append(d);
+    }
+    py::dict d;
+    d["certified_upper"] = r.certified_upper;
+    d["estimate"] = r.estimate;
+    d["split_error"] = r.split_error;
+    d["pairs"] = pairs;
+    return d;
+  }, py::arg("weights"), py::arg("alpha"), py::arg("beta"), py::arg("weight_error"), py::arg("tol") = 1e-6,
+     py::arg("time_limit") = 10.0, py::arg("max_nodes_per_pair") = 200000,
+     "SeqLip's l2 bound, every pair of layers solved by branch and bound over activation vertices (certified).");
 
   m.def("highs_version", &highs_version);
   m.def("chebyshev_radius", [](const Eigen::MatrixXd& a, const Eigen::VectorXd& b, const Eigen::VectorXd& lower,

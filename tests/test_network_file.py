@@ -122,8 +122,9 @@ def test_lipcert_bench_agrees_with_the_python_api(tmp_path, norm, p):
     assert np.all(np.abs(witness - center) <= 0.3)
 
 
-@pytest.mark.parametrize("method,norm,p", [("sdp", "2", 2.0), ("sdp-layer", "inf,1", (np.inf, 1.0))])
-def test_lipcert_bench_sdp_agrees_with_the_python_api(tmp_path, method, norm, p):
+@pytest.mark.parametrize("method,norm,p", [("sdp", "2", 2.0), ("sdp-layer", "inf,1", (np.inf, 1.0)),
+                                           ("seqlip", "1,2", (1.0, 2.0))])
+def test_lipcert_bench_global_bounds_agree_with_the_python_api(tmp_path, method, norm, p):
     rng = np.random.default_rng(5)
     net = lc.Network([lc.Conv2d(rng.normal(size=(2, 1, 3, 3)), padding=1), lc.LeakyReLU(0.1), lc.Flatten(),
                       lc.Dense(rng.normal(size=(6, 32))), lc.Tanh(), lc.Dense(rng.normal(size=(6, 6))), lc.MaxMin(),
@@ -141,7 +142,7 @@ def test_lipcert_bench_sdp_agrees_with_the_python_api(tmp_path, method, norm, p)
 
 @pytest.mark.parametrize("args,message", [
     (["missing.npz", "--radius", "0.1"], "cannot open"),
-    (["{net}", "--method", "seqlip"], "--method"),
+    (["{net}", "--method", "lipsdp"], "--method"),
     (["{net}", "--radius", "-1"], "--radius"),
     (["{net}", "--radius", "0.1", "--norm", "3"], "--norm"),
     (["{net}", "--radius", "0.1", "--bogus", "1"], "unknown option"),

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import lipcert as lc
-from lipcert.methods.sdp import certified_bound_from_multipliers, slope_restricted_problem
+from lipcert.methods.sdp import certified_bound_from_multipliers
+from lipcert.methods.slope_restricted import slope_restricted_problem
 
 ACTIVATIONS = {"relu": lc.ReLU, "tanh": lc.Tanh, "sigmoid": lc.Sigmoid, "leaky": lambda: lc.LeakyReLU(0.1)}
 

@@ -15,11 +15,12 @@ from .methods.bab import bab_bound
 from .methods.lower import lower_bound
 from .methods.naive import naive_bound
 from .methods.sdp import certified_bound_from_multipliers, sdp_bound, sdp_worthwhile
+from .methods.seqlip import seqlip_bound
+from .methods.slope_restricted import splits_at_activations
 from .network import Network
 from .norms import parse_norm
 
-METHODS = ("naive", "autolip", "sdp", "sdp-layer", "bab")
-PLANNED_METHODS = ("seqlip",)
+METHODS = ("naive", "autolip", "seqlip", "sdp", "sdp-layer", "bab")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -27,8 +28,9 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
               time_limit: float | None = None, device: str = "auto", seed: int = 0, progress: bool = False) -> Bound:
     """Bounds the Lipschitz constant of `net` (or of x -> output @ net(x)) on `domain`.
 
-    method: "naive", "autolip", "sdp" (LipSDP-Neuron), "sdp-layer" (LipSDP-Layer: one multiplier per
-    layer, faster, looser) — global upper bounds, which hold on any domain; "bab" (the exact local
+    method: "naive", "autolip", "seqlip" (pairs of layers coupled through their activations, each pair
+    solved by branch and bound within `time_limit`), "sdp" (LipSDP-Neuron), "sdp-layer" (LipSDP-Layer:
+    one multiplier per layer, faster, looser) — global upper bounds, which hold on any domain; "bab" (the exact local
     constant of a ReLU/LeakyReLU network on a Box or an l-inf Ball, to `tol`, within `time_limit`) or
     "auto" (all that apply and fit; the tightest certified upper bound and the best lower bound).
     norm: p or (p_in, p_out) with p in {1, 2, inf}. The lower bound's witness lies in the domain.
@@ -39,9 +41,6 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
     p_in, p_out = parse_norm(norm)
     if not isinstance(method, str):
         raise TypeError("method must be a string")
-    if method in PLANNED_METHODS:
-        raise NotImplementedError(f"method {method!r} is not implemented in this version; use one of "
-                                  f"{', '.join(METHODS)} or 'auto'")
     if method != "auto" and method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from auto, {', '.join(METHODS)}")
     if not (isinstance(tol, (int, float)) and tol >= 0 and math.isfinite(tol)):
@@ -81,7 +80,8 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
             if bab_lower > lower:
                 lower, witness = bab_lower, bab_witness
         else:
-            upper, certified, stats = global_upper_bound(net, name, p_in, p_out, device=device, seed=seed)
+            upper, certified, stats = global_upper_bound(net, name, p_in, p_out, device=device, seed=seed,
+                                                         time_limit=auto_time_limit(name, time_limit) if method == "auto" else time_limit)
             if name in ("sdp", "sdp-layer") and output is not None:
                 stats["output"] = np.asarray(output, dtype=np.float64).tolist()
         stats["time_s"] = time.perf_counter() - t0
@@ -103,12 +103,25 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
                  norm=(p_in, p_out), time_s=time.perf_counter() - start, witness=witness_out, stats=stats)
 
 
-GLOBAL_METHODS = ("naive", "autolip", "sdp", "sdp-layer")
+GLOBAL_METHODS = ("naive", "autolip", "seqlip", "sdp", "sdp-layer")
+# method="auto" gives seqlip's pair searches this share of time_limit (or AUTO_SEQLIP_SECONDS without one).
+AUTO_SEQLIP_SHARE = 0.2
+AUTO_SEQLIP_SECONDS = 2.0
 
 
 def auto_global_methods(net: Network, time_limit) -> list:
-    """The global methods method="auto" runs: naive, autolip, and sdp where it fits `time_limit`."""
-    return ["naive", "autolip"] + (["sdp"] if sdp_worthwhile(net, time_limit) else [])
+    """The global methods method="auto" runs: naive, autolip, and sdp where it fits `time_limit`, else
+    seqlip where the network splits at its activations (sdp is the tighter of the two where both run)."""
+    if sdp_worthwhile(net, time_limit):
+        return ["naive", "autolip", "sdp"]
+    return ["naive", "autolip"] + (["seqlip"] if splits_at_activations(net) else [])
+
+
+def auto_time_limit(name: str, time_limit):
+    """The time method="auto" gives one of its methods: only seqlip's search takes a limit."""
+    if name != "seqlip":
+        return time_limit
+    return AUTO_SEQLIP_SECONDS if time_limit is None else AUTO_SEQLIP_SHARE * time_limit
 
 
 def tightest(results: dict) -> str:
@@ -116,13 +129,16 @@ def tightest(results: dict) -> str:
     return min(results, key=lambda n: (not results[n][1], results[n][0]))
 
 
-def global_upper_bound(net: Network, name: str, p_in: float, p_out: float, device: str = "auto", seed: int = 0):
+def global_upper_bound(net: Network, name: str, p_in: float, p_out: float, device: str = "auto", seed: int = 0,
+                       time_limit: float | None = None):
     """(upper, certified, stats) of one global upper-bound method, without a lower-bound search."""
     if name == "autolip":
         use_cuda = device == "cuda" or (device == "auto" and cuda_available() and gpu_worthwhile(net))
         return autolip_bound(net, p_in, p_out, use_cuda=use_cuda, seed=seed)
     if name in ("sdp", "sdp-layer"):
         return sdp_bound(net, p_in, p_out, formulation="layer" if name == "sdp-layer" else "neuron")
+    if name == "seqlip":
+        return seqlip_bound(net, p_in, p_out, time_limit=time_limit)
     if name == "naive":
         return naive_bound(net, p_in, p_out)
     raise ValueError(f"{name!r} is not a global upper-bound method ({', '.join(GLOBAL_METHODS)})")

@@ -16,7 +16,7 @@ from typing import Any, Dict
 import numpy as np
 
 from . import _core
-from .api import GLOBAL_METHODS, auto_global_methods, global_upper_bound, tightest
+from .api import AUTO_SEQLIP_SECONDS, GLOBAL_METHODS, auto_global_methods, global_upper_bound, tightest
 from .layers import ReLU
 from .network import Network
 from .norms import parse_norm
@@ -58,8 +58,9 @@ class Certification:
 def certify(net: Network, X, y, eps: float, norm=2, method: str = "auto", device: str = "auto") -> Certification:
     """Certified accuracy of `net` on (X, y) at radius `eps` in the l_norm input norm.
 
-    method: a global upper-bound method ("naive", "autolip", "sdp", "sdp-layer") or "auto" (the
-    tightest certified of those that fit, per pair of classes).
+    method: a global upper-bound method ("naive", "autolip", "seqlip", "sdp", "sdp-layer") or "auto"
+    (the tightest certified of those that fit, per pair of classes). seqlip's pair-of-layers searches
+    share AUTO_SEQLIP_SECONDS over all pairs of classes.
     """
     if not isinstance(net, Network):
         raise TypeError(f"net must be a lipcert.Network, not {type(net).__name__}")
@@ -110,13 +111,15 @@ def _pair_bounds(net: Network, p_in: float, method: str, device: str):
     bounds = np.full((classes, classes), np.inf)
     chosen = {}
     all_certified = True
+    # seqlip's searches share AUTO_SEQLIP_SECONDS over all pairs of classes.
+    seqlip_seconds = AUTO_SEQLIP_SECONDS / (classes * (classes - 1) // 2)
     for i in range(classes):
         for j in range(i + 1, classes):
             row = np.zeros(classes)
             row[i], row[j] = 1.0, -1.0
             pair = net.with_output(row)
             names = auto_global_methods(pair, None) if method == "auto" else [method]
-            results = {n: global_upper_bound(pair, n, p_in, 2.0, device=device) for n in names}
+            results = {n: global_upper_bound(pair, n, p_in, 2.0, device=device, time_limit=seqlip_seconds) for n in names}
             best = tightest(results)
             upper, certified, _ = results[best]
             bounds[i, j] = bounds[j, i] = upper

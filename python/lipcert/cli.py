@@ -36,7 +36,8 @@ def _norm_arg(text: str):
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default="auto", help="naive, autolip, sdp, sdp-layer, bab or auto (default: auto; bab for local)")
+    p.add_argument("--method", default="auto",
+                   help="naive, autolip, seqlip, sdp, sdp-layer, bab or auto (default: auto; bab for local)")
     p.add_argument("--norm", default="2", type=_norm_arg, help="p or p_in,p_out with p in {1, 2, inf} (default 2)")
     p.add_argument("--tol", default=1e-3, type=float, help="relative gap at which a result counts as exact")
     p.add_argument("--time-limit", default=None, type=float, help="seconds")
@@ -155,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--data", required=True, help=".npz file with arrays X (n, *input_shape) and y (n,) labels")
     p.add_argument("--eps", required=True, type=float, help="radius at which accuracy is certified")
-    p.add_argument("--method", default="auto", help="naive, autolip, sdp, sdp-layer or auto (default)")
+    p.add_argument("--method", default="auto", help="naive, autolip, seqlip, sdp, sdp-layer or auto (default)")
     p.add_argument("--norm", default="2", type=_norm_arg, help="input norm p in {1, 2, inf} (default 2)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
