@@ -8,6 +8,7 @@
 
 #include "lipcert/certified_jvp.hpp"
 #include "lipcert/lp.hpp"
+#include "lipcert/rounding.hpp"
 #include "lipcert/subdomain_bounds.hpp"
 
 namespace lipcert {
@@ -33,6 +34,94 @@ std::pair<int, int> branching_neuron(const SubdomainBound& b) {
   }
   return {layer, neuron};
 }
+
+// A region {G x <= h} of the box, as the LPs see it. With an l1 ball, the LPs run over (x, t): the
+// region's rows act on x, and x - t <= c, -x - t <= -c, sum t <= r (exact data) keep x in the ball.
+class RegionLp {
+ public:
+  RegionLp(const Eigen::VectorXd& lower, const Eigen::VectorXd& upper, const std::optional<L1Ball>& ball)
+      : n_(lower.size()), ball_(ball) {
+    if (!ball_) {
+      lower_ = lower, upper_ = upper;
+      return;
+    }
+    if (ball_->center.size() != n_ || !ball_->center.allFinite() || !(ball_->radius >= 0) || !std::isfinite(ball_->radius))
+      throw std::invalid_argument("lipschitz_bab: the l1 ball needs a finite centre of the input size and a radius >= 0");
+    lower_.resize(2 * n_), upper_.resize(2 * n_);
+    lower_ << lower, Eigen::VectorXd::Zero(n_);
+    upper_ << upper, Eigen::VectorXd::Constant(n_, ball_->radius);
+  }
+
+  bool prove_empty(LpSolver& lp, const SubdomainBound& b) const {
+    if (!ball_) return lp.prove_infeasible(b.region_g, b.region_h, b.region_g_error, b.region_h_error, lower_, upper_);
+    const Lifted l = lift(b);
+    return lp.prove_infeasible(l.g, l.h, l.g_error, l.h_error, lower_, upper_);
+  }
+
+  // An interior point of the region within the domain, or false.
+  bool interior_point(LpSolver& lp, const SubdomainBound& b, Eigen::VectorXd* x) const {
+    Eigen::VectorXd center;
+    if (!ball_) {
+      if (!(lp.chebyshev_radius(b.region_g, b.region_h, lower_, upper_, &center) > 0)) return false;
+      *x = center.cwiseMax(lower_).cwiseMin(upper_);
+      return true;
+    }
+    const Lifted l = lift(b);
+    if (!(lp.chebyshev_radius(l.g, l.h, lower_, upper_, &center) > 0)) return false;
+    *x = center.head(n_).cwiseMax(lower_.head(n_)).cwiseMin(upper_.head(n_));
+    return shrink_into_ball(x);
+  }
+
+ private:
+  struct Lifted {
+    Eigen::MatrixXd g, g_error;
+    Eigen::VectorXd h, h_error;
+  };
+
+  Lifted lift(const SubdomainBound& b) const {
+    const Eigen::Index m = b.region_g.rows();
+    Lifted l;
+    l.g = Eigen::MatrixXd::Zero(m + 2 * n_ + 1, 2 * n_);
+    l.g_error = Eigen::MatrixXd::Zero(l.g.rows(), 2 * n_);
+    l.h.resize(l.g.rows());
+    l.h_error = Eigen::VectorXd::Zero(l.g.rows());
+    l.g.topLeftCorner(m, n_) = b.region_g;
+    l.g_error.topLeftCorner(m, n_) = b.region_g_error;
+    l.h.head(m) = b.region_h;
+    l.h_error.head(m) = b.region_h_error;
+    const Eigen::MatrixXd eye = Eigen::MatrixXd::Identity(n_, n_);
+    l.g.block(m, 0, n_, n_) = eye;
+    l.g.block(m, n_, n_, n_) = -eye;
+    l.h.segment(m, n_) = ball_->center;
+    l.g.block(m + n_, 0, n_, n_) = -eye;
+    l.g.block(m + n_, n_, n_, n_) = -eye;
+    l.h.segment(m + n_, n_) = -ball_->center;
+    l.g.bottomRightCorner(1, n_).setOnes();
+    l.h(l.g.rows() - 1) = ball_->radius;
+    return l;
+  }
+
+  // The LP's point may sit a rounding error outside the ball: pull it towards the centre until the
+  // upward-rounded l1 distance is within the radius.
+  bool shrink_into_ball(Eigen::VectorXd* x) const {
+    auto distance_up = [&](const Eigen::VectorXd& y) {
+      double d = 0.0;
+      for (Eigen::Index i = 0; i < n_; ++i) d = add_up(d, round_up(std::abs(y[i] - ball_->center[i])));
+      return d;
+    };
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      const double d = distance_up(*x);
+      if (d <= ball_->radius) return true;
+      const double scale = ball_->radius / d * (1 - (static_cast<double>(n_) + 4) * kUnitRoundoff * (1 << attempt));
+      *x = ball_->center + (*x - ball_->center) * std::max(0.0, scale);
+    }
+    return distance_up(*x) <= ball_->radius;
+  }
+
+  Eigen::Index n_;
+  std::optional<L1Ball> ball_;
+  Eigen::VectorXd lower_, upper_;
+};
 
 }  // namespace
 
@@ -65,6 +154,7 @@ BabResult lipschitz_bab(const Network& net, const Eigen::VectorXd& lower, const 
   }
   result.nodes = 1;
   LpSolver lp;  // this run's HiGHS instance: the search itself runs on one thread
+  const RegionLp region_lp(lower, upper, options.l1_ball);
   auto global_upper = [&] { return std::max(closed_upper, open.empty() ? 0.0 : open.top().upper); };
 
   // Bounds the two children of each parent and drops those proved empty (interval contradiction or a
@@ -93,7 +183,7 @@ BabResult lipschitz_bab(const Network& net, const Eigen::VectorXd& lower, const 
         continue;
       }
       const SubdomainBound& b = bounds[i];
-      if (lp.prove_infeasible(b.region_g, b.region_h, b.region_g_error, b.region_h_error, lower, upper)) {
+      if (region_lp.prove_empty(lp, b)) {
         ++result.pruned_by_lp;
         continue;
       }
@@ -107,8 +197,7 @@ BabResult lipschitz_bab(const Network& net, const Eigen::VectorXd& lower, const 
   auto certify_leaf = [&](const Node& leaf) {
     ++result.leaves;
     Eigen::VectorXd center;
-    if (!(lp.chebyshev_radius(leaf.bound.region_g, leaf.bound.region_h, lower, upper, &center) > 0)) return false;
-    center = center.cwiseMax(lower).cwiseMin(upper);
+    if (!region_lp.interior_point(lp, leaf.bound, &center)) return false;
     const Eigen::VectorXd v = operator_norm(leaf.bound.jacobian_center, p, q).argmax;
     const CertifiedDirectional cd = certified_directional_lower(net, center, v, p, q);
     if (cd.pattern_verified && cd.lower > result.lower) result.lower = cd.lower, result.witness = center;

@@ -273,8 +273,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("lipschitz_bab", [](const Network& net, const Eigen::VectorXd& lower, const Eigen::VectorXd& upper, double p,
                             double q, double tol, double time_limit, long max_nodes, double initial_lower,
                             const Eigen::VectorXd& initial_witness, py::object progress,
-                            std::shared_ptr<SubdomainBounder> bounder, int batch, double progress_interval) {
+                            std::shared_ptr<SubdomainBounder> bounder, int batch, double progress_interval,
+                            std::optional<Eigen::VectorXd> l1_center, double l1_radius) {
     BabOptions options;
+    if (l1_center) options.l1_ball = L1Ball{*l1_center, l1_radius};
     options.progress_interval = progress_interval;
     options.tol = tol;
     options.time_limit = time_limit;
@@ -311,7 +313,8 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("net"), py::arg("lower"), py::arg("upper"), py::arg("p"), py::arg("q"), py::arg("tol"),
      py::arg("time_limit"), py::arg("max_nodes"), py::arg("initial_lower"), py::arg("initial_witness"),
      py::arg("progress"), py::arg("bounder") = nullptr, py::arg("batch") = 0, py::arg("progress_interval") = 0.5,
-     "Branch and bound over activation patterns on a box: certified lower/upper bounds and a witness.");
+     py::arg("l1_center") = py::none(), py::arg("l1_radius") = 0.0,
+     "Branch and bound over activation patterns on a box (or an l1 ball in it): certified bounds and a witness.");
   m.def("prove_infeasible", &prove_infeasible, "Farkas-certified emptiness of {G x <= h} in a box, with error bounds.");
 
   m.def("lipsdp_solve", [](std::vector<Eigen::MatrixXd> weights, std::vector<double> alpha, std::vector<double> beta,

@@ -121,10 +121,10 @@ def exact_matrix_norm(a, p, q):
     return max(np.linalg.norm(a.T @ np.array(s)) for s in itertools.product([-1.0, 1.0], repeat=m))
 
 
-def brute_force_global_constant(net, p, q, lower=None, upper=None):
-    """Exact Lipschitz constant of a small ReLU MLP on R^n (or on the box [lower, upper]): the max of
-    ||J|| over all activation patterns whose region has non-empty interior there (checked with
-    scipy's LP, independent of lipcert)."""
+def brute_force_global_constant(net, p, q, lower=None, upper=None, l1_ball=None):
+    """Exact Lipschitz constant of a small ReLU MLP on R^n (or on the box [lower, upper], or on the l1
+    ball l1_ball = (center, radius)): the max of ||J|| over all activation patterns whose region has
+    non-empty interior there (checked with scipy's LP, independent of lipcert)."""
     from scipy.optimize import linprog
 
     dense = [l for l in net.layers if isinstance(l, lc.Dense)]
@@ -153,8 +153,15 @@ def brute_force_global_constant(net, p, q, lower=None, upper=None):
             h_ = np.concatenate([h_, upper, -np.asarray(lower)])
         norms = np.linalg.norm(g, axis=1)
         # max r s.t. g x + r ||g_i|| <= h, r <= 1: interior exists iff r > 0.
-        res = linprog(np.r_[np.zeros(n), -1.0], A_ub=np.c_[g, norms], b_ub=h_,
-                      bounds=[(None, None)] * n + [(0, 1)], method="highs")
+        a_ub, b_ub, extra = np.c_[g, norms], h_, 0
+        if l1_ball is not None:  # t >= |x - c|, sum t + sqrt(n) r <= radius, over (x, r, t)
+            c, radius = np.asarray(l1_ball[0], dtype=float), float(l1_ball[1])
+            eye, zero = np.eye(n), np.zeros((n, 1))
+            a_ub = np.vstack([np.c_[a_ub, np.zeros((len(a_ub), n))], np.c_[eye, zero, -eye], np.c_[-eye, zero, -eye],
+                              np.r_[np.zeros(n), math.sqrt(n), np.ones(n)][None]])
+            b_ub, extra = np.r_[b_ub, c, -c, radius], n
+        res = linprog(np.r_[np.zeros(n), -1.0, np.zeros(extra)], A_ub=a_ub, b_ub=b_ub,
+                      bounds=[(None, None)] * n + [(0, 1)] + [(0, None)] * extra, method="highs")
         if res.status == 0 and -res.fun > 1e-9:
             best = exact_matrix_norm(jac, p, q)
     return best

@@ -113,6 +113,23 @@ def test_farkas_certificate_proves_only_empty_polytopes():
     assert not _core.prove_infeasible(np.array([[1.0, 1.0]]), np.array([-0.5]), zero, np.array([1.0]), lo, hi)
 
 
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("p", [1, 2, math.inf])
+def test_l1_balls_match_brute_force_and_the_witness_is_inside(seed, p):
+    rng = np.random.default_rng(70 + seed)
+    net = random_mlp(rng, [3, 5, 4, 2], scale=2.0)
+    center, radius = rng.normal(size=3) * 0.5, 0.8
+    b = lc.lipschitz(net, method="bab", norm=p, domain=lc.Ball(center, radius, p=1), tol=1e-9)
+    exact = brute_force_global_constant(net, p, p, center - radius, center + radius, l1_ball=(center, radius))
+    assert b.exact and b.lower <= exact * (1 + 1e-9) and b.upper >= exact * (1 - 1e-9)
+    assert b.upper == pytest.approx(exact, rel=1e-8)
+    assert lc.Ball(center, radius, p=1).contains(b.witness)
+    assert exact_matrix_norm(net.jacobian(b.witness[None])[0], p, p) == pytest.approx(b.lower, rel=1e-9)
+    # the l1 ball is strictly inside its box: the box's constant may be larger, never smaller
+    box = lc.lipschitz(net, method="bab", norm=p, domain=lc.Ball(center, radius), tol=1e-9)
+    assert box.upper >= b.lower
+
+
 @pytest.mark.parametrize("kwargs,error", [
     (dict(domain=None), NotImplementedError),
     (dict(domain=lc.Ball(np.zeros(3), 0.1, p=2)), NotImplementedError),

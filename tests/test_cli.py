@@ -1,5 +1,6 @@
 """The lipcert command line, run as a user would (a subprocess)."""
 import json
+import math
 import subprocess
 import sys
 
@@ -74,19 +75,22 @@ def test_malformed_model_file_is_one_line_error(tmp_path):
     assert out.returncode == 2 and "not a readable" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_local_runs_branch_and_bound_on_a_ball(tmp_path):
+@pytest.mark.parametrize("ball_norm", ["inf", "1"])
+def test_local_runs_branch_and_bound_on_a_ball(tmp_path, ball_norm):
     net = random_mlp(np.random.default_rng(1), [3, 6, 6, 2])
     model = tmp_path / "net.npz"
     net.save(model)
     center = tmp_path / "x.npy"
     np.save(center, np.array([0.1, -0.2, 0.3]))
     out = run("local", str(model), "--center", str(center), "--radius", "0.1", "--norm", "2", "--tol", "1e-9",
-              "--time-limit", "60", "--json")
+              "--time-limit", "60", "--ball-norm", ball_norm, "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["method"] == "bab" and data["exact"] and data["certified"]
-    again = lc.lipschitz(net, method="bab", domain=lc.Ball(np.array([0.1, -0.2, 0.3]), 0.1), tol=1e-9)
+    ball = lc.Ball(np.array([0.1, -0.2, 0.3]), 0.1, p=math.inf if ball_norm == "inf" else 1)
+    again = lc.lipschitz(net, method="bab", domain=ball, tol=1e-9)
     assert data["upper"] == pytest.approx(again.upper, rel=1e-9)
+    assert ball.contains(np.array(data["witness"]))
 
 
 def test_local_rejects_a_centre_of_the_wrong_size(model, tmp_path):

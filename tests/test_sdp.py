@@ -134,6 +134,15 @@ def test_tampered_certificate_fails_verification():
     assert not lc.verify_certificate(net, lower)
 
 
+def test_a_linear_network_certificate_is_its_matrix_norm():
+    w = np.random.default_rng(8).normal(size=(3, 5))
+    net = lc.Network([lc.Dense(w), lc.Dense(np.eye(3) * 0.5)], input_shape=(5,))
+    b = lc.lipschitz(net, method="sdp", norm=(1, 2))
+    assert b.stats["multipliers"] == [] and lc.verify_certificate(net, b)
+    assert b.upper >= np.linalg.norm(0.5 * w, axis=0).max()  # ||A||_{1->2}: the largest column norm
+    assert not lc.verify_certificate(net, lc.Bound(**{**b.__dict__, "upper": b.upper * 0.999}))
+
+
 def test_sdp_unrolls_convolutions_and_composes_linear_layers():
     rng = np.random.default_rng(3)
     net = lc.Network([lc.Conv2d(rng.normal(size=(3, 1, 3, 3)), padding=1), lc.ReLU(), lc.AvgPool2d(2),

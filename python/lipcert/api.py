@@ -31,7 +31,7 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
     method: "naive", "autolip", "seqlip" (pairs of layers coupled through their activations, each pair
     solved by branch and bound within `time_limit`), "sdp" (LipSDP-Neuron), "sdp-layer" (LipSDP-Layer:
     one multiplier per layer, faster, looser) — global upper bounds, which hold on any domain; "bab" (the exact local
-    constant of a ReLU/LeakyReLU network on a Box or an l-inf Ball, to `tol`, within `time_limit`) or
+    constant of a ReLU/LeakyReLU network on a Box or an l-inf or l1 Ball, to `tol`, within `time_limit`) or
     "auto" (all that apply and fit; the tightest certified upper bound and the best lower bound).
     norm: p or (p_in, p_out) with p in {1, 2, inf}. The lower bound's witness lies in the domain.
     progress: show bab's bounds as they tighten on stderr.
@@ -58,7 +58,7 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
 
     start = time.perf_counter()
     if method == "auto":
-        with_bab = net.elementwise_piecewise_linear and _is_bounded_box(domain)
+        with_bab = net.elementwise_piecewise_linear and _bab_takes(domain)
         names = auto_global_methods(net, time_limit) + (["bab"] if with_bab else [])
     else:
         names = [method]
@@ -144,8 +144,8 @@ def global_upper_bound(net: Network, name: str, p_in: float, p_out: float, devic
     raise ValueError(f"{name!r} is not a global upper-bound method ({', '.join(GLOBAL_METHODS)})")
 
 
-def _is_bounded_box(domain) -> bool:
-    return isinstance(domain, Box) or (isinstance(domain, Ball) and math.isinf(domain.p))
+def _bab_takes(domain) -> bool:
+    return isinstance(domain, Box) or (isinstance(domain, Ball) and domain.p in (1.0, math.inf))
 
 
 def verify_certificate(net: Network, bound: Bound) -> bool:

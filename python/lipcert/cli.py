@@ -70,7 +70,7 @@ def _cmd_local(args) -> int:
         raise ValueError(f"cannot read --center {args.center}: {e}") from None
     if center.size != net.input_size:
         raise ValueError(f"--center has {center.size} values, the network input has {net.input_size}")
-    domain = Ball(center.reshape(-1), args.radius, p=math.inf)
+    domain = Ball(center.reshape(-1), args.radius, p=math.inf if args.ball_norm == "inf" else 1)
     bound = lipschitz(net, method=args.method, norm=args.norm, domain=domain, tol=args.tol,
                       time_limit=args.time_limit, device=args.device, progress=sys.stderr.isatty() and not args.json)
     if args.json:
@@ -146,10 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     _add_common(p)
     p.set_defaults(run=_cmd_bound)
-    p = sub.add_parser("local", help="exact local constant on an l-inf ball by branch and bound")
+    p = sub.add_parser("local", help="exact local constant on an l-inf (or l1) ball by branch and bound")
     p.add_argument("model")
     p.add_argument("--center", required=True, help=".npy file with the ball's centre")
     p.add_argument("--radius", required=True, type=float)
+    p.add_argument("--ball-norm", default="inf", choices=("inf", "1"), help="the ball's norm (default inf)")
     _add_common(p)
     p.set_defaults(run=_cmd_local, method="bab")
     p = sub.add_parser("certify", help="certified accuracy and per-sample robustness radii on a labelled data set")

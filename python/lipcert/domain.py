@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -25,12 +26,20 @@ class Box:
     def size(self) -> int:
         return self.lower.size
 
+    @property
+    def center(self) -> np.ndarray:
+        return (self.lower + self.upper) / 2
+
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         lo, hi = self.lower.ravel(), self.upper.ravel()
         return lo + (hi - lo) * rng.random((n, lo.size))
 
     def project(self, x: np.ndarray) -> np.ndarray:
         return np.clip(x, self.lower.ravel(), self.upper.ravel())
+
+    def contains(self, x) -> bool:
+        x = np.ravel(x)
+        return bool(np.all(self.lower.ravel() <= x) and np.all(x <= self.upper.ravel()))
 
     def scale(self) -> float:
         return float(np.max(self.upper - self.lower)) or 1.0
@@ -77,6 +86,16 @@ class Ball:
             return c + d * np.minimum(1.0, self.radius / np.maximum(n, 1e-300))
         n = np.abs(d).sum(axis=-1, keepdims=True)  # l1: shrink radially (stays inside; not the exact projection)
         return c + d * np.minimum(1.0, self.radius / np.maximum(n, 1e-300))
+
+    def contains(self, x) -> bool:
+        """Exactly, in rational arithmetic (a witness must lie in the ball, rounding included)."""
+        d = [abs(Fraction(float(a)) - Fraction(float(b))) for a, b in zip(np.ravel(x), self.center.ravel())]
+        r = Fraction(self.radius)
+        if self.p == math.inf:
+            return max(d, default=Fraction(0)) <= r
+        if self.p == 1:
+            return sum(d) <= r
+        return sum(t * t for t in d) <= r * r
 
     def scale(self) -> float:
         return self.radius or 1.0

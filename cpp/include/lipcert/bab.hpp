@@ -1,6 +1,6 @@
 #pragma once
 /// Exact local Lipschitz constants of piecewise-linear networks by branch and bound over activation
-/// patterns (LipBaB, Bhowmick et al. 2021) on a bounded input box.
+/// patterns (LipBaB, Bhowmick et al. 2021) on a bounded input box, or on an l1 ball within it.
 ///
 /// Nodes are the box plus a partial activation assignment. Each node is bounded by
 /// bound_subdomain (a certified bound on the norm of its Jacobian set); neurons are split in layer
@@ -12,6 +12,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "lipcert/network.hpp"
@@ -19,6 +20,12 @@
 #include "lipcert/subdomain_bounds.hpp"
 
 namespace lipcert {
+
+/// {x : ||x - center||_1 <= radius}: a polyhedral domain, searched inside its bounding box.
+struct L1Ball {
+  Eigen::VectorXd center;
+  double radius = 0.0;
+};
 
 struct BabOptions {
   double tol = 1e-6;  ///< stop when upper - lower <= tol * upper
@@ -28,6 +35,9 @@ struct BabOptions {
   double progress_interval = 0.5;  ///< seconds between progress callbacks
   /// Bounds the children; null: the CPU threads (CpuSubdomainBounder).
   std::shared_ptr<SubdomainBounder> bounder;
+  /// Restricts the domain to the box's intersection with this ball: regions are pruned, and leaves
+  /// certified, by LPs over (x, t) with |x - center| <= t and sum t <= radius; witnesses lie in it.
+  std::optional<L1Ball> l1_ball;
 };
 
 struct BabProgress {

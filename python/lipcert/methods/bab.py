@@ -24,16 +24,20 @@ DEFAULT_TIME_LIMIT = 60.0
 
 
 def domain_box(domain):
-    """The box of a Box or an l-inf Ball; other domains are not supported by this version."""
+    """(lower, upper, l1_ball): the box bab searches, and for an l1 Ball the (center, radius) that
+    restricts it; l2 balls are not supported by this version."""
     if domain is None:
-        raise NotImplementedError("method 'bab' needs a bounded domain (lipcert.Box or lipcert.Ball with p=inf); "
-                                  "global constants by branch and bound are not implemented yet")
+        raise NotImplementedError("method 'bab' needs a bounded domain (lipcert.Box or lipcert.Ball with p=inf or "
+                                  "p=1); global constants by branch and bound are not implemented yet")
     if isinstance(domain, Box):
-        return domain.lower.ravel().astype(float), domain.upper.ravel().astype(float)
-    if isinstance(domain, Ball) and domain.p == math.inf:
-        c = domain.center.ravel()
-        return c - domain.radius, c + domain.radius
-    raise NotImplementedError(f"method 'bab' supports Box and Ball(p=inf) domains in this version, not {domain!r}")
+        return domain.lower.ravel().astype(float), domain.upper.ravel().astype(float), None
+    if isinstance(domain, Ball) and domain.p in (1.0, math.inf):
+        c, r = domain.center.ravel(), domain.radius
+        if domain.p == math.inf:
+            return c - r, c + r, None
+        # The l1 ball's bounding box, rounded outward so that it holds every point of the ball.
+        return np.nextafter(c - r, -np.inf), np.nextafter(c + r, np.inf), (c, r)
+    raise NotImplementedError(f"method 'bab' supports Box and Ball(p=inf or p=1) domains in this version, not {domain!r}")
 
 
 def terminal_progress(lower, upper, seconds, nodes, open_nodes) -> bool:
@@ -72,7 +76,7 @@ def bab_bound(net: Network, p_in: float, p_out: float, domain, tol: float, time_
             raise UnsupportedLayerError(f"layer {i} ({type(layer).__name__}): method 'bab' needs elementwise "
                                         "piecewise-linear activations (ReLU, LeakyReLU); use naive, autolip or sdp "
                                         "for this network")
-    lo, hi = domain_box(domain)
+    lo, hi, l1 = domain_box(domain)
     limit = DEFAULT_TIME_LIMIT if time_limit is None else float(time_limit)
     start = time.perf_counter()
     seed_lower, seed_witness, search = lower_bound(net, p_in, p_out, domain, seed=seed,
@@ -80,8 +84,10 @@ def bab_bound(net: Network, p_in: float, p_out: float, domain, tol: float, time_
     witness = np.zeros(net.input_size) if seed_witness is None else np.asarray(seed_witness, dtype=float).ravel()
     remaining = max(0.0, limit - (time.perf_counter() - start))
     bounder = subdomain_bounder(net, device)
+    l1_center, l1_radius = l1 if l1 is not None else (None, 0.0)
     result = _core.lipschitz_bab(net._core, lo, hi, p_in, p_out, tol, remaining, 10_000_000, seed_lower, witness,
-                                 terminal_progress if show_progress else None, bounder)
+                                 terminal_progress if show_progress else None, bounder,
+                                 l1_center=l1_center, l1_radius=l1_radius)
     if show_progress:
         sys.stderr.write("\n")
     lower, upper, found = result.pop("lower"), result.pop("upper"), result.pop("witness")

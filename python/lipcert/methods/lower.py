@@ -113,8 +113,7 @@ def lower_bound(net: Network, p: float, q: float, domain=None, seed: int = 0, sa
     # Sample in chunks until `samples` points or 40% of the budget, whichever comes first.
     chunks, values = [], []
     if domain is not None:
-        center = domain.center.ravel() if hasattr(domain, "center") else (domain.lower + domain.upper).ravel() / 2
-        chunks.append(center[None])
+        chunks.append(domain.center.ravel()[None])
         values.append(search.norms(chunks[-1]))
     # Jacobians are (output_size x input_size) each: keep a chunk of them within ~200 MB.
     chunk_cap = max(1, int(2.5e7 // max(1, net.input_size * net.output_size)))
@@ -137,12 +136,26 @@ def lower_bound(net: Network, p: float, q: float, domain=None, seed: int = 0, sa
     for attempt, (value, xk) in enumerate(found):
         if attempt > 0 and time.perf_counter() > deadline:
             break
+        xk = _inside(domain, xk)
         certified = certify_point(net, xk, p, q)
         if certified is None:  # on a kink: nudge into a nearby region of the domain
-            nudged = search.project(xk + 1e-6 * search.scale * rng.normal(size=xk.size))
+            nudged = _inside(domain, search.project(xk + 1e-6 * search.scale * rng.normal(size=xk.size)))
             certified = certify_point(net, nudged, p, q)
             xk = nudged
         if certified is not None:
             stats["search_estimate"] = value
             return certified, xk, stats
     return 0.0, None, stats
+
+
+def _inside(domain, x: np.ndarray) -> np.ndarray:
+    """x, pulled towards the domain's centre until it provably lies in the domain (a projection
+    computed in floating point can land a rounding error outside)."""
+    if domain is None or domain.contains(x):
+        return x
+    center = domain.center.ravel()
+    for k in range(1, 60):
+        y = center + (x - center) * (1 - 2.0 ** (k - 52))
+        if domain.contains(y):
+            return y
+    return center

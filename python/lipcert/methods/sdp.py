@@ -54,8 +54,8 @@ def certified_bound_from_multipliers(net: Network, multipliers, p_in: float, p_o
     lam = np.asarray(multipliers, dtype=np.float64).ravel()
     if lam.size != problem.neurons:
         return math.inf
-    if not problem.alpha:
-        return math.inf
+    if not problem.alpha:  # no multipliers: the certificate is the proof of the one matrix's norm
+        return l2_to_norm(problem.linear_l2_bound(), net, p_in, p_out, {})
     l2 = _core.lipsdp_certified_bound(*problem.core_args(), lam)
     return l2_to_norm(l2, net, p_in, p_out, {}) if math.isfinite(l2) else math.inf
 
