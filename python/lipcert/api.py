@@ -30,9 +30,10 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
 
     method: "naive", "autolip", "seqlip" (pairs of layers coupled through their activations, each pair
     solved by branch and bound within `time_limit`), "sdp" (LipSDP-Neuron), "sdp-layer" (LipSDP-Layer:
-    one multiplier per layer, faster, looser) — global upper bounds, which hold on any domain; "bab" (the exact local
-    constant of a ReLU/LeakyReLU network on a Box or an l-inf or l1 Ball, to `tol`, within `time_limit`) or
-    "auto" (all that apply and fit; the tightest certified upper bound and the best lower bound).
+    one multiplier per layer, faster, looser) — global upper bounds, which hold on any domain; "bab"
+    (the exact local constant of a ReLU/LeakyReLU network on a Box or an l-inf or l1 Ball, to `tol`,
+    within `time_limit`) or "auto" (all that apply and fit; the tightest certified upper bound and the
+    best lower bound).
     norm: p or (p_in, p_out) with p in {1, 2, inf}. The lower bound's witness lies in the domain.
     progress: show bab's bounds as they tighten on stderr.
     """
@@ -80,8 +81,9 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
             if bab_lower > lower:
                 lower, witness = bab_lower, bab_witness
         else:
+            limit = auto_time_limit(name, time_limit) if method == "auto" else time_limit
             upper, certified, stats = global_upper_bound(net, name, p_in, p_out, device=device, seed=seed,
-                                                         time_limit=auto_time_limit(name, time_limit) if method == "auto" else time_limit)
+                                                         time_limit=limit)
             if name in ("sdp", "sdp-layer") and output is not None:
                 stats["output"] = np.asarray(output, dtype=np.float64).tolist()
         stats["time_s"] = time.perf_counter() - t0

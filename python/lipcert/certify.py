@@ -112,7 +112,7 @@ def _pair_bounds(net: Network, p_in: float, method: str, device: str):
     chosen = {}
     all_certified = True
     # seqlip's searches share AUTO_SEQLIP_SECONDS over all pairs of classes.
-    seqlip_seconds = AUTO_SEQLIP_SECONDS / (classes * (classes - 1) // 2)
+    seqlip_seconds = AUTO_SEQLIP_SECONDS / max(1, classes * (classes - 1) // 2)
     for i in range(classes):
         for j in range(i + 1, classes):
             row = np.zeros(classes)
