@@ -130,6 +130,24 @@ def test_l1_balls_match_brute_force_and_the_witness_is_inside(seed, p):
     assert box.upper >= b.lower
 
 
+def test_a_witness_an_ulp_past_the_ball_is_pulled_inside_and_certified_again(monkeypatch):
+    import lipcert.methods.bab as bab_module
+
+    net = random_mlp(np.random.default_rng(71), [3, 5, 2])
+    ball = lc.Ball(np.full(3, 0.1), 0.25)
+    engine = bab_module._core.lipschitz_bab
+
+    def past_the_ball(*args, **kwargs):  # the engine's box is rounded outward: its corner may lie outside
+        result = engine(*args, **kwargs)
+        result["witness"] = np.nextafter(ball.center + ball.radius, np.inf)
+        return result
+
+    monkeypatch.setattr(bab_module._core, "lipschitz_bab", past_the_ball)
+    b = lc.lipschitz(net, method="bab", domain=ball, tol=1e-9)
+    assert not ball.contains(np.nextafter(ball.center + ball.radius, np.inf)) and ball.contains(b.witness)
+    assert b.lower > 0 and b.lower == pytest.approx(np.linalg.norm(net.jacobian(b.witness[None])[0], 2), rel=1e-9)
+
+
 @pytest.mark.parametrize("kwargs,error", [
     (dict(domain=None), NotImplementedError),
     (dict(domain=lc.Ball(np.zeros(3), 0.1, p=2)), NotImplementedError),

@@ -18,7 +18,7 @@ from .._cuda_loader import cuda_available, cuda_module
 from ..domain import Ball, Box
 from ..errors import UnsupportedLayerError
 from ..network import Network
-from .lower import lower_bound
+from .lower import certify_point, inside_domain, lower_bound
 
 DEFAULT_TIME_LIMIT = 60.0
 
@@ -33,10 +33,8 @@ def domain_box(domain):
         return domain.lower.ravel().astype(float), domain.upper.ravel().astype(float), None
     if isinstance(domain, Ball) and domain.p in (1.0, math.inf):
         c, r = domain.center.ravel(), domain.radius
-        if domain.p == math.inf:
-            return c - r, c + r, None
-        # The l1 ball's bounding box, rounded outward so that it holds every point of the ball.
-        return np.nextafter(c - r, -np.inf), np.nextafter(c + r, np.inf), (c, r)
+        # The ball's bounding box, rounded outward so that it holds every point of the ball.
+        return np.nextafter(c - r, -np.inf), np.nextafter(c + r, np.inf), (c, r) if domain.p == 1.0 else None
     raise NotImplementedError(f"method 'bab' supports Box and Ball(p=inf or p=1) domains in this version, not {domain!r}")
 
 
@@ -91,5 +89,10 @@ def bab_bound(net: Network, p_in: float, p_out: float, domain, tol: float, time_
     if show_progress:
         sys.stderr.write("\n")
     lower, upper, found = result.pop("lower"), result.pop("upper"), result.pop("witness")
+    if lower > 0 and not domain.contains(found):
+        # The engine keeps witnesses in its outward-rounded box, which can reach an ulp past a ball.
+        inside = inside_domain(domain, found)
+        value = certify_point(net, inside, p_in, p_out)
+        lower, found = (value, inside) if value is not None and value >= seed_lower else (seed_lower, witness)
     stats = dict(result, lower_search=search, device="cuda" if bounder is not None else "cpu")
     return upper, True, stats, lower, (found if lower > 0 else None)

@@ -136,10 +136,10 @@ def lower_bound(net: Network, p: float, q: float, domain=None, seed: int = 0, sa
     for attempt, (value, xk) in enumerate(found):
         if attempt > 0 and time.perf_counter() > deadline:
             break
-        xk = _inside(domain, xk)
+        xk = inside_domain(domain, xk)
         certified = certify_point(net, xk, p, q)
         if certified is None:  # on a kink: nudge into a nearby region of the domain
-            nudged = _inside(domain, search.project(xk + 1e-6 * search.scale * rng.normal(size=xk.size)))
+            nudged = inside_domain(domain, search.project(xk + 1e-6 * search.scale * rng.normal(size=xk.size)))
             certified = certify_point(net, nudged, p, q)
             xk = nudged
         if certified is not None:
@@ -148,7 +148,7 @@ def lower_bound(net: Network, p: float, q: float, domain=None, seed: int = 0, sa
     return 0.0, None, stats
 
 
-def _inside(domain, x: np.ndarray) -> np.ndarray:
+def inside_domain(domain, x: np.ndarray) -> np.ndarray:
     """x, pulled towards the domain's centre until it provably lies in the domain (a projection
     computed in floating point can land a rounding error outside)."""
     if domain is None or domain.contains(x):
