@@ -5,6 +5,7 @@ import itertools
 import json
 import math
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -156,8 +157,8 @@ def test_auto_uses_seqlip_where_sdp_does_not_fit():
 def test_cli_bound_seqlip(tmp_path):
     net = random_mlp(np.random.default_rng(6), [3, 5, 4, 2])
     net.save(tmp_path / "net.npz")
-    done = subprocess.run(["lipcert", "bound", str(tmp_path / "net.npz"), "--method", "seqlip", "--json"],
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "lipcert", "bound", str(tmp_path / "net.npz"), "--method", "seqlip",
+                           "--json"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["method"] == "seqlip" and result["certified"]
