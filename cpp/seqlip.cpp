@@ -23,10 +23,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double frobenius_up(const Eigen::Ref<const Eigen::MatrixXd>& a) {
-  return sqrt_up(round_up(a.squaredNorm() * (1 + gamma(static_cast<double>(a.size()) + 2))));
-}
-
 // W ~ left * right from W's SVD, with left = U S^power and right = S^(1-power) V'; `error` bounds
 // ||W(true) - left * right||_2 (the SVD's residual, its rounding, and the weight's own error).
 struct Split {
@@ -52,8 +48,8 @@ Split split_weight(const Eigen::MatrixXd& w, double weight_error, double power) 
   // fl(left right) is within gamma_{rank} |left||right| of the product, and the subtraction within u.
   const Eigen::MatrixXd residual = w - split.left * split.right;
   const double product_error = mul_up(gamma(static_cast<double>(rank) + 1),
-                                      mul_up(frobenius_up(split.left), frobenius_up(split.right)));
-  split.error = add_up(add_up(weight_error, mul_up(frobenius_up(residual), 1 + 2 * kUnitRoundoff)), product_error);
+                                      mul_up(frobenius_norm_upper(split.left), frobenius_norm_upper(split.right)));
+  split.error = add_up(add_up(weight_error, mul_up(frobenius_norm_upper(residual), 1 + 2 * kUnitRoundoff)), product_error);
   return split;
 }
 
@@ -68,7 +64,7 @@ class PairSearch {
     radius_ = round_up(std::max(beta - mid, mid - alpha));
     weight_.resize(n_);
     for (Eigen::Index i = 0; i < n_; ++i)
-      weight_[i] = mul_up(frobenius_up(a.col(i)), frobenius_up(b.row(i)));
+      weight_[i] = mul_up(frobenius_norm_upper(a.col(i)), frobenius_norm_upper(b.row(i)));
     order_.resize(n_);
     std::iota(order_.begin(), order_.end(), Eigen::Index{0});
     std::stable_sort(order_.begin(), order_.end(), [&](Eigen::Index i, Eigen::Index j) { return weight_[i] > weight_[j]; });
@@ -134,7 +130,7 @@ class PairSearch {
 
     // Round the free neurons to the vertex that best aligns with the center's top singular pair.
     if (depth < static_cast<size_t>(n_)) {
-      const Eigen::VectorXd gain = (a_.transpose() * svd.matrixU().col(0)).cwiseProduct(b_ * svd.matrixV().col(0));
+      const Eigen::VectorXd gain = alignment(svd);
       for (Eigen::Index t = depth; t < n_; ++t) sigma[order_[t]] = gain[order_[t]] > 0 ? beta_ : alpha_;
       *attained = std::max(*attained, svd_spectral_norm((a_ * sigma.asDiagonal()) * b_));
     } else {
@@ -148,12 +144,18 @@ class PairSearch {
     for (int iteration = 0; iteration < 50; ++iteration) {
       Eigen::BDCSVD<Eigen::MatrixXd> svd((a_ * sigma.asDiagonal()) * b_, Eigen::ComputeThinU | Eigen::ComputeThinV);
       *attained = std::max(*attained, svd.singularValues()(0));
-      const Eigen::VectorXd gain = (a_.transpose() * svd.matrixU().col(0)).cwiseProduct(b_ * svd.matrixV().col(0));
+      const Eigen::VectorXd gain = alignment(svd);
       Eigen::VectorXd next = sigma;
       for (Eigen::Index i = 0; i < n_; ++i) next[i] = gain[i] > 0 ? beta_ : alpha_;
       if (next == sigma) break;
       sigma = next;
     }
+  }
+
+  // u' a_i b_i' v for the top singular pair (u, v) of A diag(sigma) B: raising sigma_i raises u' M v
+  // exactly where it is positive, so the best vertex for that pair takes beta there.
+  Eigen::VectorXd alignment(const Eigen::BDCSVD<Eigen::MatrixXd>& svd) const {
+    return (a_.transpose() * svd.matrixU().col(0)).cwiseProduct(b_ * svd.matrixV().col(0));
   }
 
   // Certified bound on max ||A_F diag(delta) B_F|| over |delta| <= 1 for the free neurons F of a node at

@@ -88,7 +88,7 @@ double prove_from_estimate(const GramProof<Scalar>& proof, double estimate) {
 
 double cheap_spectral_bound(const Eigen::Ref<const Eigen::MatrixXd>& a) {
   const double m = static_cast<double>(a.rows()), n = static_cast<double>(a.cols());
-  const double fro = sqrt_up(round_up(a.squaredNorm() * (1 + gamma(m * n + 2))));
+  const double fro = frobenius_norm_upper(a);
   const double one = round_up(a.colwise().lpNorm<1>().maxCoeff() * (1 + gamma(m + 2)));
   const double inf = round_up(a.rowwise().lpNorm<1>().maxCoeff() * (1 + gamma(n + 2)));
   return std::min(fro, sqrt_up(mul_up(one, inf)));
@@ -99,6 +99,10 @@ double cheap_spectral_bound(const Eigen::Ref<const Eigen::MatrixXd>& a) {
 double prove_spectral_bound(const Eigen::Ref<const Eigen::MatrixXd>& a, double s) {
   if (a.size() == 0) return 0.0;
   return make_gram(a, 1.0).bound(s);
+}
+
+double frobenius_norm_upper(const Eigen::Ref<const Eigen::MatrixXd>& a) {
+  return sqrt_up(round_up(a.squaredNorm() * (1 + gamma(static_cast<double>(a.size()) + 2))));
 }
 
 double svd_spectral_norm(const Eigen::Ref<const Eigen::MatrixXd>& a) {
@@ -133,7 +137,7 @@ CirculantEmbedding circulant_embedding(const Layer& conv) {
   for (int c = 0; c < ic; ++c)
     for (int t = 0; t < kh * kw; ++t) abs_sums.col(c) += conv.weight.col(c * kh * kw + t).cwiseAbs();
   e.transfer_error = round_up((64 * kUnitRoundoff + gamma(4.0 * kh * kw + 8)) *
-                              sqrt_up(round_up(abs_sums.squaredNorm() * (1 + gamma(oc * ic + 2)))));
+                              frobenius_norm_upper(abs_sums));
   return e;
 }
 

@@ -15,7 +15,8 @@ import numpy as np
 
 import lipcert as lc
 from lipcert.torch import MaxMin, OffsetCrossEntropy
-from train_lipschitz_digits import RADII, data, export, mlp, pyplot, train
+from plotting import pyplot
+from train_lipschitz_digits import RADII, data, export, mlp, train
 
 OFFSETS = [0.0, 0.5, 1.0, 2.0, 2 * np.sqrt(2), 4.0, 8.0]
 

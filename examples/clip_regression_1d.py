@@ -16,6 +16,7 @@ import torch
 
 import lipcert as lc
 from lipcert.torch import CLIPRegularizer
+from plotting import pyplot
 
 LAMBDAS = [0.0, 0.01, 0.03, 0.1, 0.3]
 INTERVAL = (-2.0, 2.0)
@@ -72,13 +73,8 @@ def table(rows) -> str:
 
 
 def plot(x, y, rows, path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed: no plot")
+    plt = pyplot()
+    if plt is None:
         return
     grid = np.linspace(*INTERVAL, 400)[:, None]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))

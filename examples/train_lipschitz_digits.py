@@ -24,6 +24,7 @@ from sklearn.model_selection import train_test_split
 
 import lipcert as lc
 from lipcert.torch import AOLConv2d, AOLLinear, CLIPRegularizer, MaxMin, OffsetCrossEntropy
+from plotting import pyplot
 
 RADII = [0.1, 0.25, 0.5, 1.0]
 GLOBAL_METHODS = ("naive", "autolip", "sdp")
@@ -119,19 +120,6 @@ def table(rows) -> str:
         lines.append(f"| {r['model']} | {r['clean']:.3f} | " + " | ".join(f"{r['certified'][e]:.3f}" for e in RADII) +
                      f" | {r['certify_method']} | {r['naive'][0]:.4g} | {r['autolip'][0]:.4g} | {r['sdp'][0]:.4g} ({r['sdp'][1]:.2f}) | {bab} |")
     return "\n".join(lines)
-
-
-def pyplot():
-    """matplotlib.pyplot on a file-only backend, or None (with a message) when it is not installed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed: no plot")
-        return None
-    return plt
 
 
 def plot_certified_accuracy(rows, path: Path) -> None:

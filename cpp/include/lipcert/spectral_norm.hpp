@@ -18,6 +18,9 @@ double prove_spectral_bound(const Eigen::Ref<const Eigen::MatrixXd>& a, double s
 /// tries s = estimate * (1 + delta) for growing delta; falls back to min(||A||_F, sqrt(||A||_1 ||A||_inf)).
 double certified_spectral_norm(const Eigen::Ref<const Eigen::MatrixXd>& a, double estimate);
 
+/// Certified upper bound on ||A||_F (the computed sum of squares with its rounding error).
+double frobenius_norm_upper(const Eigen::Ref<const Eigen::MatrixXd>& a);
+
 /// Largest singular value by SVD (an estimate, not certified).
 double svd_spectral_norm(const Eigen::Ref<const Eigen::MatrixXd>& a);
 
