@@ -59,13 +59,15 @@ def bounding_rows(batch, repeat):
                                                      None, repeat)
             _core.time_bound_subdomains(net._core, lowers[:64], uppers[:64], states[:64], p, p, bounder, 1)
             gpu_s, gpu = _core.time_bound_subdomains(net._core, lowers, uppers, states, p, p, bounder, repeat)
+            split = bounder.last_timing()  # of the last repeat
             cpu, gpu = np.asarray(cpu), np.asarray(gpu[:n_cpu])
             assert np.array_equal(np.isnan(cpu), np.isnan(gpu)), "feasibility differs between CPU and GPU"
             feasible = ~np.isnan(cpu)
             diff = float(np.max(np.abs(gpu[feasible] - cpu[feasible]) / cpu[feasible])) if feasible.any() else 0.0
             cpu_rate, gpu_rate = n_cpu / cpu_s, batch / gpu_s
             rows.append((name, "inf" if p == math.inf else "2", f"{cpu_rate:,.0f}", f"{gpu_rate:,.0f}",
-                         f"{gpu_rate / cpu_rate:.1f}", f"{diff:.1e}"))
+                         f"{gpu_rate / cpu_rate:.1f}", f"{diff:.1e}",
+                         " / ".join(f"{1e3 * split[k]:.1f}" for k in ("pack_s", "device_s", "assemble_s"))))
     return rows
 
 
@@ -164,7 +166,8 @@ def main():
     sections = [
         (f"CPU threads (OMP_NUM_THREADS): {threads}; batch {args.batch} subdomains\n\n"
          "Subdomains bounded per second in C++ (GPU includes transfers and the host-side norms):\n",
-         lambda: table(["network", "p=q", "CPU /s", "GPU /s", "GPU/CPU", "max rel. diff of norm bound"],
+         lambda: table(["network", "p=q", "CPU /s", "GPU /s", "GPU/CPU", "max rel. diff of norm bound",
+                        "GPU ms: pack / device / assemble"],
                        bounding_rows(args.batch, args.repeat))),
         ("\nBranch and bound to tol 1e-6 on a box of radius 0.1 (seconds, limit 30 s):\n",
          lambda: table(["network", "p=q", "CPU", "GPU", "CPU/GPU"], bab_rows(1))),

@@ -11,6 +11,7 @@
 
 #include "batch_kernels.hpp"
 #include "device_memory.hpp"
+#include "jacobian_norm.hpp"
 
 namespace lipcert::cuda::detail {
 
@@ -46,14 +47,14 @@ struct Buffer {
   }
 };
 
-template <typename T>
-void upload(Buffer<T>& b, const std::vector<T>& host) {
+template <typename T, typename Allocator>
+void upload(Buffer<T>& b, const std::vector<T, Allocator>& host) {
   b.reserve(host.size());
   if (!host.empty()) check(cudaMemcpy(b.ptr, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice), "upload");
 }
 
-template <typename T>
-void download(std::vector<T>& host, const Buffer<T>& b, size_t n) {
+template <typename T, typename Allocator>
+void download(std::vector<T, Allocator>& host, const Buffer<T>& b, size_t n) {
   host.resize(n);
   if (n) check(cudaMemcpy(host.data(), b.ptr, n * sizeof(T), cudaMemcpyDeviceToHost), "download");
 }
@@ -327,11 +328,19 @@ unsigned blocks(long long n, int threads = 256) { return static_cast<unsigned>((
 
 }  // namespace
 
+void* pinned_allocate(size_t bytes) {
+  void* p = nullptr;
+  check(cudaMallocHost(&p, bytes ? bytes : 1), "cudaMallocHost");
+  return p;
+}
+
+void pinned_free(void* p) noexcept { cudaFreeHost(p); }
+
 struct DeviceBatchBounder::State {
   NetworkPlan plan;
   std::vector<Buffer<double>> weights, transposed, biases;
   Buffer<double> lower, upper, box_c, box_r, xc, xr, yc, yr, lo, hi, pa, pea, pa2, pea2, pc, pec, pc2, pec2;
-  Buffer<double> pre_lower, pre_upper, dm, dr, jc, jr, jc2, jr2, g, g_error, h, h_error, norms;
+  Buffer<double> pre_lower, pre_upper, dm, dr, jc, jr, jc2, jr2, g, g_error, h, h_error, norms, norm_workspace;
   Buffer<int8_t> states;
   Buffer<int> exact, unfixed, feasible, used;
   Buffer<RegionCandidate> candidates;
@@ -433,7 +442,12 @@ void DeviceBatchBounder::run(const BatchInput& in, BatchOutput& out) {
                                                           s.jc.ptr, s.jr.ptr);
     }
   }
-  majorant_norm<<<blocks(batch, 128), 128>>>(batch, m, n, in.p, in.q, s.jc.ptr, s.jr.ptr, s.norms.ptr);
+  if (in.p == 2 && in.q == 2) {
+    s.norm_workspace.reserve(jacobian_norm_workspace(batch, m, n));
+    launch_jacobian_set_spectral_norm(batch, m, n, s.jc.ptr, s.jr.ptr, s.norm_workspace.ptr, s.norms.ptr);
+  } else {
+    majorant_norm<<<blocks(batch, 128), 128>>>(batch, m, n, in.p, in.q, s.jc.ptr, s.jr.ptr, s.norms.ptr);
+  }
   check(cudaGetLastError(), "kernel launch");
   download(out.feasible, s.feasible, batch);
   download(out.pre_lower, s.pre_lower, static_cast<size_t>(batch) * total);

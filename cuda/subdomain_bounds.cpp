@@ -3,6 +3,7 @@
 #include "lipcert/cuda/subdomain_bounds.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <stdexcept>
 
@@ -57,11 +58,15 @@ GpuSubdomainBounder::GpuSubdomainBounder(const Network& net, long long max_dense
     : net_(net), plan_(std::make_unique<detail::NetworkPlan>(make_plan(net, max_dense_entries))) {
   if (device_count() == 0) throw std::runtime_error("GpuSubdomainBounder: no CUDA device is available");
   device_ = std::make_unique<detail::DeviceBatchBounder>(*plan_);
+  input_ = std::make_unique<detail::BatchInput>();
+  output_ = std::make_unique<detail::BatchOutput>();
 }
 
 GpuSubdomainBounder::~GpuSubdomainBounder() = default;
 
 std::vector<SubdomainBound> GpuSubdomainBounder::bound(const std::vector<Subdomain>& subdomains, Norm p, Norm q) {
+  using Clock = std::chrono::steady_clock;
+  const auto seconds_since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
   const detail::NetworkPlan& plan = *plan_;
   const int n = plan.input_size, m = plan.output_size, total = plan.total_neurons;
   std::vector<SubdomainBound> results(subdomains.size());
@@ -82,86 +87,120 @@ std::vector<SubdomainBound> GpuSubdomainBounder::bound(const std::vector<Subdoma
   std::vector<const detail::NetworkPlan::Step*> activations;
   for (const auto& step : plan.steps)
     if (!step.affine) activations.push_back(&step);
+  const int layers = static_cast<int>(activations.size());
+  for (size_t i : on_gpu) {
+    const Subdomain& s = subdomains[i];
+    if (s.states.size() > activations.size())
+      throw std::invalid_argument("bound_subdomain: more activation assignments than activation layers");
+    for (size_t k = 0; k < s.states.size(); ++k)
+      if (!s.states[k].empty() && static_cast<int>(s.states[k].size()) != activations[k]->out)
+        throw std::invalid_argument("bound_subdomain: activation layer " + std::to_string(k) + " has " +
+                                    std::to_string(activations[k]->out) + " neurons but the assignment has " +
+                                    std::to_string(s.states[k].size()));
+  }
   const size_t chunk = static_cast<size_t>(std::max(1LL, kMaxPrefixEntries / (static_cast<long long>(n) * plan.max_width)));
   std::lock_guard<std::mutex> lock(mutex_);
+  timing_ = {};
+  detail::BatchInput& in = *input_;
+  detail::BatchOutput& out = *output_;
   for (size_t first = 0; first < on_gpu.size(); first += chunk) {
+    const auto packing = Clock::now();
     const int batch = static_cast<int>(std::min(chunk, on_gpu.size() - first));
-    detail::BatchInput in;
     in.batch = batch;
     in.p = p == Norm::Inf ? 0 : p == Norm::One ? 1 : 2;
     in.q = q == Norm::Inf ? 0 : q == Norm::One ? 1 : 2;
     in.lower.resize(static_cast<size_t>(batch) * n);
     in.upper.resize(static_cast<size_t>(batch) * n);
-    in.states.assign(static_cast<size_t>(batch) * total, 0);
+    in.states.resize(static_cast<size_t>(batch) * total);
+    // Region candidates are laid out layer-major, each subdomain's rows in neuron order: count them per
+    // (layer, subdomain) while packing, then place them at the prefix sums.
+    std::vector<int> first_row(static_cast<size_t>(layers) * batch + 1, 0);
+#pragma omp parallel for schedule(static)
     for (int b = 0; b < batch; ++b) {
       const Subdomain& s = subdomains[on_gpu[first + b]];
       std::copy(s.lower.data(), s.lower.data() + n, in.lower.begin() + static_cast<long long>(b) * n);
       std::copy(s.upper.data(), s.upper.data() + n, in.upper.begin() + static_cast<long long>(b) * n);
-      if (s.states.size() > activations.size())
-        throw std::invalid_argument("bound_subdomain: more activation assignments than activation layers");
-      for (size_t k = 0; k < s.states.size(); ++k) {
-        if (s.states[k].empty()) continue;
-        if (static_cast<int>(s.states[k].size()) != activations[k]->out)
-          throw std::invalid_argument("bound_subdomain: activation layer " + std::to_string(k) + " has " +
-                                      std::to_string(activations[k]->out) + " neurons but the assignment has " +
-                                      std::to_string(s.states[k].size()));
-        std::copy(s.states[k].begin(), s.states[k].end(),
-                  in.states.begin() + static_cast<long long>(b) * total + activations[k]->offset);
+      int8_t* states = in.states.data() + static_cast<size_t>(b) * total;
+      std::fill(states, states + total, int8_t{0});
+      for (int k = 0; k < layers; ++k) {
+        int assigned = 0;
+        if (k < static_cast<int>(s.states.size()) && !s.states[k].empty()) {
+          std::copy(s.states[k].begin(), s.states[k].end(), states + activations[k]->offset);
+          for (int8_t v : s.states[k]) assigned += v != 0;
+        }
+        first_row[static_cast<size_t>(k) * batch + b + 1] = assigned;
       }
     }
-    // Region candidates, layer-major; each subdomain's own rows stay in (layer, neuron) order.
-    std::vector<std::vector<int>> rows_of(batch);
-    for (const auto* step : activations)
-      for (int b = 0; b < batch; ++b)
-        for (int i = 0; i < step->out; ++i) {
-          const int s = in.states[static_cast<size_t>(b) * total + step->offset + i];
-          if (s == 0) continue;
-          rows_of[b].push_back(static_cast<int>(in.candidates.size()));
-          in.candidates.push_back({b, step->activation, i, s});
-        }
-    detail::BatchOutput out;
-    device_->run(in, out);
-
-#pragma omp parallel for schedule(dynamic, 16)
+    for (size_t i = 1; i < first_row.size(); ++i) first_row[i] += first_row[i - 1];
+    in.candidates.resize(first_row.back());
+#pragma omp parallel for schedule(static)
     for (int b = 0; b < batch; ++b) {
-      SubdomainBound& r = results[on_gpu[first + b]];
-      if (!out.feasible[b]) {
-        r.feasible = false;
-        continue;
+      const int8_t* states = in.states.data() + static_cast<size_t>(b) * total;
+      for (int k = 0; k < layers; ++k) {
+        int row = first_row[static_cast<size_t>(k) * batch + b];
+        for (int i = 0; i < activations[k]->out; ++i)
+          if (const int state = states[activations[k]->offset + i]) in.candidates[row++] = {b, k, i, state};
       }
-      const size_t base = static_cast<size_t>(b) * total;
-      for (const auto* step : activations) {
-        r.pre_lower.emplace_back(Eigen::Map<const Eigen::VectorXd>(out.pre_lower.data() + base + step->offset, step->out));
-        r.pre_upper.emplace_back(Eigen::Map<const Eigen::VectorXd>(out.pre_upper.data() + base + step->offset, step->out));
-      }
-      const size_t jac = static_cast<size_t>(b) * m * n;
-      r.jacobian_center = Eigen::Map<const RowMajor>(out.jacobian_center.data() + jac, m, n);
-      r.jacobian_radius = Eigen::Map<const RowMajor>(out.jacobian_radius.data() + jac, m, n);
-      r.norm_upper = std::isnan(out.norm_upper[b]) ? jacobian_set_norm_upper(r.jacobian_center, r.jacobian_radius, p, q)
-                                                   : out.norm_upper[b];
-      int used = 0;
-      for (int c : rows_of[b]) used += out.used[c];
-      r.region_g.resize(used, n);
-      r.region_g_error.resize(used, n);
-      r.region_h.resize(used);
-      r.region_h_error.resize(used);
-      int row = 0;
-      for (int c : rows_of[b]) {
-        if (!out.used[c]) continue;
-        r.region_g.row(row) = Eigen::Map<const Eigen::RowVectorXd>(out.g.data() + static_cast<size_t>(c) * n, n);
-        r.region_g_error.row(row) = Eigen::Map<const Eigen::RowVectorXd>(out.g_error.data() + static_cast<size_t>(c) * n, n);
-        r.region_h(row) = out.h[c];
-        r.region_h_error(row) = out.h_error[c];
-        ++row;
-      }
-      for (size_t k = 0; k < activations.size(); ++k)
-        for (int i = 0; i < activations[k]->out; ++i) {
-          const DerivativeInterval d = derivative_interval(r.pre_lower[k](i), r.pre_upper[k](i),
-                                                           in.states[base + activations[k]->offset + i],
-                                                           activations[k]->slope);
-          if (d.radius != 0.0) r.unstable.push_back(unstable_neuron(r, static_cast<int>(k), i, d.radius));
-        }
     }
+    timing_.pack_s += seconds_since(packing);
+    const auto on_device = Clock::now();
+    device_->run(in, out);
+    timing_.device_s += seconds_since(on_device);
+    const auto assembling = Clock::now();
+
+#pragma omp parallel
+    {
+      std::vector<SubdomainBound::Unstable> unstable;
+#pragma omp for schedule(dynamic, 16)
+      for (int b = 0; b < batch; ++b) {
+        SubdomainBound& r = results[on_gpu[first + b]];
+        if (!out.feasible[b]) {
+          r.feasible = false;
+          continue;
+        }
+        const size_t base = static_cast<size_t>(b) * total;
+        r.pre_lower.reserve(layers);
+        r.pre_upper.reserve(layers);
+        for (const auto* step : activations) {
+          r.pre_lower.emplace_back(Eigen::Map<const Eigen::VectorXd>(out.pre_lower.data() + base + step->offset, step->out));
+          r.pre_upper.emplace_back(Eigen::Map<const Eigen::VectorXd>(out.pre_upper.data() + base + step->offset, step->out));
+        }
+        const size_t jac = static_cast<size_t>(b) * m * n;
+        r.jacobian_center = Eigen::Map<const RowMajor>(out.jacobian_center.data() + jac, m, n);
+        r.jacobian_radius = Eigen::Map<const RowMajor>(out.jacobian_radius.data() + jac, m, n);
+        r.norm_upper = std::isnan(out.norm_upper[b]) ? jacobian_set_norm_upper(r.jacobian_center, r.jacobian_radius, p, q)
+                                                     : out.norm_upper[b];
+        int used = 0;
+        for (int k = 0; k < layers; ++k)
+          for (int c = first_row[static_cast<size_t>(k) * batch + b]; c < first_row[static_cast<size_t>(k) * batch + b + 1]; ++c)
+            used += out.used[c];
+        r.region_g.resize(used, n);
+        r.region_g_error.resize(used, n);
+        r.region_h.resize(used);
+        r.region_h_error.resize(used);
+        int row = 0;
+        for (int k = 0; k < layers; ++k)
+          for (int c = first_row[static_cast<size_t>(k) * batch + b]; c < first_row[static_cast<size_t>(k) * batch + b + 1]; ++c) {
+            if (!out.used[c]) continue;
+            r.region_g.row(row) = Eigen::Map<const Eigen::RowVectorXd>(out.g.data() + static_cast<size_t>(c) * n, n);
+            r.region_g_error.row(row) = Eigen::Map<const Eigen::RowVectorXd>(out.g_error.data() + static_cast<size_t>(c) * n, n);
+            r.region_h(row) = out.h[c];
+            r.region_h_error(row) = out.h_error[c];
+            ++row;
+          }
+        // Collected in the thread's scratch list first, so each result allocates its list once.
+        unstable.clear();
+        for (int k = 0; k < layers; ++k)
+          for (int i = 0; i < activations[k]->out; ++i) {
+            const DerivativeInterval d = derivative_interval(r.pre_lower[k](i), r.pre_upper[k](i),
+                                                             in.states[base + activations[k]->offset + i],
+                                                             activations[k]->slope);
+            if (d.radius != 0.0) unstable.push_back(unstable_neuron(r, k, i, d.radius));
+          }
+        r.unstable.assign(unstable.begin(), unstable.end());
+      }
+    }
+    timing_.assemble_s += seconds_since(assembling);
   }
   return results;
 }

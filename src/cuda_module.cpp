@@ -15,7 +15,15 @@ PYBIND11_MODULE(_cuda, m) {
   py::class_<lipcert::cuda::GpuSubdomainBounder, lipcert::SubdomainBounder,
              std::shared_ptr<lipcert::cuda::GpuSubdomainBounder>>(m, "GpuSubdomainBounder")
       .def(py::init<const lipcert::Network&>(), py::arg("net"), py::keep_alive<1, 2>(),
-           "Uploads the network to the GPU; raises ValueError for networks outside the GPU path.");
+           "Uploads the network to the GPU; raises ValueError for networks outside the GPU path.")
+      .def("last_timing", [](const lipcert::cuda::GpuSubdomainBounder& b) {
+            const auto t = b.last_timing();
+            py::dict d;
+            d["pack_s"] = t.pack_s;
+            d["device_s"] = t.device_s;
+            d["assemble_s"] = t.assemble_s;
+            return d;
+          }, "Seconds the last batch spent packing on the host, on the device (with transfers) and assembling.");
   m.def("device_count", &lipcert::cuda::device_count);
   m.def("gram_spectral_upper",
         [](const std::vector<py::array_t<double, py::array::f_style | py::array::forcecast>>& matrices,

@@ -132,6 +132,35 @@ def test_gpu_subdomain_bounds_match_the_cpu_path(p, q):
 
 @pytest.mark.gpu
 @gpu
+def test_gpu_spectral_jacobian_norms_match_the_cpu_proof():
+    """p = q = 2 is proved on the device up to min(m, n) = 32 (Jacobi estimate, Cholesky proof) and on the
+    host beyond; both must give the CPU's certified value, also for a zero Jacobian (every neuron off),
+    a Jacobian with one singular value repeated 24 times and single-row or single-column Jacobians."""
+    from conftest import random_mlp
+
+    rng = np.random.default_rng(11)
+    q, _ = np.linalg.qr(rng.normal(size=(24, 24)))
+    nets = [random_mlp(rng, [20, 30, 16]), random_mlp(rng, [40, 24, 36]), random_mlp(rng, [1, 8, 5]),
+            random_mlp(rng, [6, 8, 1]), random_mlp(rng, [32, 20, 32]),
+            lc.Network([lc.Dense(q, 100 * np.ones(24)), lc.ReLU(), lc.Dense(3 * q.T)], (24,)),  # every neuron on: 3 I
+            lc.Network([lc.Dense(rng.normal(size=(8, 4)), -100 * np.ones(8)), lc.ReLU(),  # every neuron off
+                        lc.Dense(rng.normal(size=(3, 8)))], (4,))]
+    for net in nets:
+        lowers, uppers, states = random_subdomains(rng, net, 200)
+        bounder = cuda_module().GpuSubdomainBounder(net._core)
+        cpu = _core.bound_subdomains(net._core, lowers, uppers, states, 2.0, 2.0)
+        on_gpu = _core.bound_subdomains(net._core, lowers, uppers, states, 2.0, 2.0, bounder)
+        for c, g in zip(cpu, on_gpu):
+            assert c["feasible"] == g["feasible"]
+            if c["feasible"]:
+                # abs: where J = 0 the CPU rounds the zero radius up to a subnormal (its bound ~1e-162), the GPU not
+                assert g["norm_upper"] == pytest.approx(c["norm_upper"], rel=1e-9, abs=1e-150)
+                assert g["norm_upper"] >= np.linalg.norm(g["jacobian_center"], 2) * (1 - 1e-14)
+        assert all(v >= 0 for v in bounder.last_timing().values()) and bounder.last_timing()["device_s"] > 0
+
+
+@pytest.mark.gpu
+@gpu
 def test_gpu_subdomain_bounds_contain_sampled_jacobians():
     from conftest import random_mlp
     from test_subdomain_bounds import pre_activations

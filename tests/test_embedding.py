@@ -1,5 +1,6 @@
 """The C++ library as another verifier uses it: `cmake --install`, then examples/cpp (its own CMake
-project) finds the package with find_package(lipcert), links lipcert::core and runs a BaB query."""
+project) finds the package with find_package(lipcert), links lipcert::core (and lipcert::cuda where a
+CUDA compiler built the kernels) and runs a BaB query."""
 import json
 import os
 import shutil
@@ -27,7 +28,10 @@ def test_installed_package_builds_and_runs_the_example_consumer(tmp_path):
     pytest.importorskip("cmeel", reason="the C++ build finds Eigen through cmeel-eigen (in the test extra)")
     build, prefix, consumer = tmp_path / "build", tmp_path / "install", tmp_path / "consumer"
     jobs = str(os.cpu_count() or 2)
-    run("cmake", "-S", ROOT, "-B", build, "-DLIPCERT_PYTHON=OFF", "-DLIPCERT_CUDA=OFF", "-DLIPCERT_NATIVE=OFF",
+    with_cuda = shutil.which("nvcc") is not None
+    # One CUDA architecture keeps the build short; its embedded PTX also runs on newer GPUs.
+    run("cmake", "-S", ROOT, "-B", build, "-DLIPCERT_PYTHON=OFF", "-DLIPCERT_BENCH=OFF", "-DLIPCERT_NATIVE=OFF",
+        f"-DLIPCERT_CUDA={'ON' if with_cuda else 'OFF'}", "-DCMAKE_CUDA_ARCHITECTURES=80",
         f"-DPython_EXECUTABLE={sys.executable}", "-DCMAKE_BUILD_TYPE=Release")
     run("cmake", "--build", build, "-j", jobs)
     run("cmake", "--install", build, "--prefix", prefix)
@@ -36,3 +40,12 @@ def test_installed_package_builds_and_runs_the_example_consumer(tmp_path):
     run("cmake", "--build", consumer, "-j", jobs)
     out = json.loads(run(consumer / "bab_query"))
     assert out["status"] == "converged" and out["lower"] <= 2.0 <= out["upper"]
+    assert (prefix / "include" / "lipcert" / "cuda" / "subdomain_bounds.hpp").exists() == with_cuda
+    on_gpu = subprocess.run([consumer / "bab_query", "--gpu"], capture_output=True, text=True)
+    import lipcert as lc
+
+    if with_cuda and lc.cuda_available():
+        assert on_gpu.returncode == 0, on_gpu.stderr
+        assert json.loads(on_gpu.stdout)["status"] == "converged"
+    else:
+        assert on_gpu.returncode == 2, on_gpu.stderr  # says why: no CUDA kernels, or no device
