@@ -455,6 +455,7 @@ void DeviceBatchBounder::run(const BatchInput& in, BatchOutput& out) {
   download(out.jacobian_center, s.jc, static_cast<size_t>(rows) * n);
   download(out.jacobian_radius, s.jr, static_cast<size_t>(rows) * n);
   download(out.norm_upper, s.norms, batch);
+  download(out.derivative_radius, s.dr, static_cast<size_t>(batch) * total);
   download(out.g, s.g, cand * n);
   download(out.g_error, s.g_error, cand * n);
   download(out.h, s.h, cand);

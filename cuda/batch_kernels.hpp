@@ -63,6 +63,7 @@ struct BatchInput {
 struct BatchOutput {
   PinnedVector<int> feasible;                   // batch
   PinnedVector<double> pre_lower, pre_upper;    // batch x total_neurons
+  PinnedVector<double> derivative_radius;       // batch x total_neurons: nonzero where a neuron is unstable
   PinnedVector<double> jacobian_center, jacobian_radius;  // batch x output_size x input_size
   /// || |C| + R ||_{p->q} where it has a closed form (p = 1 or q = inf), rounded upward; for p = q = 2
   /// min(|| |C| + R ||_2, ||C||_2 + ||R||_2) proved on the device (jacobian_norm.hpp); else NaN.

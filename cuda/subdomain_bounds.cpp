@@ -170,33 +170,37 @@ std::vector<SubdomainBound> GpuSubdomainBounder::bound(const std::vector<Subdoma
         r.jacobian_radius = Eigen::Map<const RowMajor>(out.jacobian_radius.data() + jac, m, n);
         r.norm_upper = std::isnan(out.norm_upper[b]) ? jacobian_set_norm_upper(r.jacobian_center, r.jacobian_radius, p, q)
                                                      : out.norm_upper[b];
+        // A (layer, subdomain) range of candidates is used whole or not at all (the prefix is exact there
+        // or not), and its rows are consecutive on the device: copied as blocks.
         int used = 0;
-        for (int k = 0; k < layers; ++k)
-          for (int c = first_row[static_cast<size_t>(k) * batch + b]; c < first_row[static_cast<size_t>(k) * batch + b + 1]; ++c)
-            used += out.used[c];
+        for (int k = 0; k < layers; ++k) {
+          const int c = first_row[static_cast<size_t>(k) * batch + b];
+          if (c < first_row[static_cast<size_t>(k) * batch + b + 1] && out.used[c])
+            used += first_row[static_cast<size_t>(k) * batch + b + 1] - c;
+        }
         r.region_g.resize(used, n);
         r.region_g_error.resize(used, n);
         r.region_h.resize(used);
         r.region_h_error.resize(used);
         int row = 0;
-        for (int k = 0; k < layers; ++k)
-          for (int c = first_row[static_cast<size_t>(k) * batch + b]; c < first_row[static_cast<size_t>(k) * batch + b + 1]; ++c) {
-            if (!out.used[c]) continue;
-            r.region_g.row(row) = Eigen::Map<const Eigen::RowVectorXd>(out.g.data() + static_cast<size_t>(c) * n, n);
-            r.region_g_error.row(row) = Eigen::Map<const Eigen::RowVectorXd>(out.g_error.data() + static_cast<size_t>(c) * n, n);
-            r.region_h(row) = out.h[c];
-            r.region_h_error(row) = out.h_error[c];
-            ++row;
-          }
-        // Collected in the thread's scratch list first, so each result allocates its list once.
+        for (int k = 0; k < layers; ++k) {
+          const int c = first_row[static_cast<size_t>(k) * batch + b];
+          const int count = first_row[static_cast<size_t>(k) * batch + b + 1] - c;
+          if (count == 0 || !out.used[c]) continue;
+          const size_t at = static_cast<size_t>(c) * n;
+          r.region_g.middleRows(row, count) = Eigen::Map<const RowMajor>(out.g.data() + at, count, n);
+          r.region_g_error.middleRows(row, count) = Eigen::Map<const RowMajor>(out.g_error.data() + at, count, n);
+          r.region_h.segment(row, count) = Eigen::Map<const Eigen::VectorXd>(out.h.data() + c, count);
+          r.region_h_error.segment(row, count) = Eigen::Map<const Eigen::VectorXd>(out.h_error.data() + c, count);
+          row += count;
+        }
+        // Unstable neurons from the device's derivative radii (derivative_interval's, computed there).
         unstable.clear();
+        const double* radius = out.derivative_radius.data() + base;
         for (int k = 0; k < layers; ++k)
-          for (int i = 0; i < activations[k]->out; ++i) {
-            const DerivativeInterval d = derivative_interval(r.pre_lower[k](i), r.pre_upper[k](i),
-                                                             in.states[base + activations[k]->offset + i],
-                                                             activations[k]->slope);
-            if (d.radius != 0.0) unstable.push_back(unstable_neuron(r, k, i, d.radius));
-          }
+          for (int i = 0; i < activations[k]->out; ++i)
+            if (const double d = radius[activations[k]->offset + i]; d != 0.0)
+              unstable.push_back(unstable_neuron(r, k, i, d));
         r.unstable.assign(unstable.begin(), unstable.end());
       }
     }
