@@ -165,7 +165,7 @@ def main():
     threads = os.environ.get("OMP_NUM_THREADS", "all")
     sections = [
         (f"CPU threads (OMP_NUM_THREADS): {threads}; batch {args.batch} subdomains\n\n"
-         "Subdomains bounded per second in C++ (GPU includes transfers and the host-side norms):\n",
+         "Subdomains bounded per second in C++ (GPU includes transfers and the host-side assembly):\n",
          lambda: table(["network", "p=q", "CPU /s", "GPU /s", "GPU/CPU", "max rel. diff of norm bound",
                         "GPU ms: pack / device / assemble"],
                        bounding_rows(args.batch, args.repeat))),
