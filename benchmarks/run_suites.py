@@ -153,10 +153,11 @@ def trained_suite(binary, args, tmp: Path) -> list[str]:
         net = export(model, (64,))
         path = tmp / f"trained{i}.npz"
         net.save(path)
-        runs = [("autolip", None, {}), ("sdp", "sdp", {}), ("seqlip", "seqlip", {})]
+        # (label, lipschitz() method, binary method or None, extra lipschitz() arguments)
+        runs = [("autolip", "autolip", None, {}), ("sdp", "sdp", "sdp", {}), ("seqlip", "seqlip", "seqlip", {})]
         if net.elementwise_piecewise_linear:  # bab: exact local constant on an l-inf ball of radius 0.05
-            runs.append(("bab (local)", "bab", {"domain": lc.Ball(center, 0.05), "tol": 1e-9}))
-        for method, binary_method, extra in runs:
+            runs.append(("bab (local)", "bab", "bab", {"domain": lc.Ball(center, 0.05), "tol": 1e-9}))
+        for what, method, binary_method, extra in runs:
             binary_cells = ["–", "–"]
             if binary_method == "bab":
                 r = run_binary(binary, path, center_file, 0.05, 2.0, 2.0, 1e-9, args.time_limit, args.device)
@@ -164,8 +165,8 @@ def trained_suite(binary, args, tmp: Path) -> list[str]:
                 r = run_global_binary(binary, path, binary_method, args.time_limit)
             if binary_method:
                 binary_cells = [f"{r['upper']:.6g}", f"{r['time_s']:.3f}"]
-            b, seconds = timed_bound(net, method=method.split()[0], time_limit=args.time_limit, **extra)
-            lines.append("| " + " | ".join(map(str, (name, method, *binary_cells, f"{b.upper:.6g}",
+            b, seconds = timed_bound(net, method=method, time_limit=args.time_limit, **extra)
+            lines.append("| " + " | ".join(map(str, (name, what, *binary_cells, f"{b.upper:.6g}",
                                                        f"{seconds:.3f}"))) + " |")
             print(lines[-1], flush=True)
     return lines

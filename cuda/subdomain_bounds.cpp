@@ -172,21 +172,20 @@ std::vector<SubdomainBound> GpuSubdomainBounder::bound(const std::vector<Subdoma
                                                      : out.norm_upper[b];
         // A (layer, subdomain) range of candidates is used whole or not at all (the prefix is exact there
         // or not), and its rows are consecutive on the device: copied as blocks.
+        const auto first_of = [&](int k) { return first_row[static_cast<size_t>(k) * batch + b]; };
+        const auto count_of = [&](int k) { return first_row[static_cast<size_t>(k) * batch + b + 1] - first_of(k); };
+        const auto used_in = [&](int k) { return count_of(k) > 0 && out.used[first_of(k)]; };
         int used = 0;
-        for (int k = 0; k < layers; ++k) {
-          const int c = first_row[static_cast<size_t>(k) * batch + b];
-          if (c < first_row[static_cast<size_t>(k) * batch + b + 1] && out.used[c])
-            used += first_row[static_cast<size_t>(k) * batch + b + 1] - c;
-        }
+        for (int k = 0; k < layers; ++k)
+          if (used_in(k)) used += count_of(k);
         r.region_g.resize(used, n);
         r.region_g_error.resize(used, n);
         r.region_h.resize(used);
         r.region_h_error.resize(used);
         int row = 0;
         for (int k = 0; k < layers; ++k) {
-          const int c = first_row[static_cast<size_t>(k) * batch + b];
-          const int count = first_row[static_cast<size_t>(k) * batch + b + 1] - c;
-          if (count == 0 || !out.used[c]) continue;
+          if (!used_in(k)) continue;
+          const int c = first_of(k), count = count_of(k);
           const size_t at = static_cast<size_t>(c) * n;
           r.region_g.middleRows(row, count) = Eigen::Map<const RowMajor>(out.g.data() + at, count, n);
           r.region_g_error.middleRows(row, count) = Eigen::Map<const RowMajor>(out.g_error.data() + at, count, n);

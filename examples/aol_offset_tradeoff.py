@@ -15,7 +15,7 @@ import numpy as np
 
 import lipcert as lc
 from lipcert.torch import MaxMin, OffsetCrossEntropy
-from plotting import pyplot
+from plotting import pyplot, save_figure, write_table
 from train_lipschitz_digits import RADII, data, export, mlp, train
 
 OFFSETS = [0.0, 0.5, 1.0, 2.0, 2 * np.sqrt(2), 4.0, 8.0]
@@ -55,8 +55,7 @@ def plot(rows, path: Path) -> None:
     ax.set_ylabel("accuracy")
     ax.set_title("AOL MLP on digits: offset trade-off")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> None:
@@ -67,10 +66,7 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=Path("offset_results"))
     args = p.parse_args(argv)
     rows = run([float(o) for o in args.offsets.split(",")], args.epochs, args.seed)
-    text = table(rows)
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "offset.md").write_text(text + "\n")
+    write_table(table(rows), args.out / "offset.md")
     plot(rows, args.out / "offset_tradeoff.png")
 
 

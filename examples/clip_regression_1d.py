@@ -16,7 +16,7 @@ import torch
 
 import lipcert as lc
 from lipcert.torch import CLIPRegularizer
-from plotting import pyplot
+from plotting import pyplot, save_figure, write_table
 
 LAMBDAS = [0.0, 0.01, 0.03, 0.1, 0.3]
 INTERVAL = (-2.0, 2.0)
@@ -93,8 +93,7 @@ def plot(x, y, rows, path: Path) -> None:
     right.set_ylabel("Lipschitz constant")
     right.set_yscale("log")
     right.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> None:
@@ -106,10 +105,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(1)  # a 32-wide MLP on 60 points: threads only add overhead
     x, y, rows = run(LAMBDAS, args.steps, args.seed, args.bab_time)
-    text = table(rows)
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "clip_1d.md").write_text(text + "\n")
+    write_table(table(rows), args.out / "clip_1d.md")
     plot(x, y, rows, args.out / "clip_1d.png")
 
 

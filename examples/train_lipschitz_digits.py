@@ -24,7 +24,7 @@ from sklearn.model_selection import train_test_split
 
 import lipcert as lc
 from lipcert.torch import AOLConv2d, AOLLinear, CLIPRegularizer, MaxMin, OffsetCrossEntropy
-from plotting import pyplot
+from plotting import pyplot, save_figure, write_table
 
 RADII = [0.1, 0.25, 0.5, 1.0]
 GLOBAL_METHODS = ("naive", "autolip", "sdp")
@@ -138,8 +138,7 @@ def plot_certified_accuracy(rows, path: Path) -> None:
         ax.set_title(family)
         ax.legend(fontsize=7)
     axes[0].set_ylabel("certified accuracy")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> None:
@@ -156,10 +155,7 @@ def main(argv=None) -> None:
         start = time.perf_counter()
         rows.append(evaluate(name, model, x_test, y_test, bab_time=args.bab_time))
         print(f"{name}: evaluated in {time.perf_counter() - start:.1f} s", flush=True)
-    text = table(rows)
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "digits.md").write_text(text + "\n")
+    write_table(table(rows), args.out / "digits.md")
     plot_certified_accuracy(rows, args.out / "digits_certified_accuracy.png")
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import lipcert as lc
+
 ROOT = Path(__file__).resolve().parents[1]
 
 needs_tools = pytest.mark.skipif(
@@ -42,8 +44,6 @@ def test_installed_package_builds_and_runs_the_example_consumer(tmp_path):
     assert out["status"] == "converged" and out["lower"] <= 2.0 <= out["upper"]
     assert (prefix / "include" / "lipcert" / "cuda" / "subdomain_bounds.hpp").exists() == with_cuda
     on_gpu = subprocess.run([consumer / "bab_query", "--gpu"], capture_output=True, text=True)
-    import lipcert as lc
-
     if with_cuda and lc.cuda_available():
         assert on_gpu.returncode == 0, on_gpu.stderr
         assert json.loads(on_gpu.stdout)["status"] == "converged"
