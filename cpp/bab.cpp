@@ -35,52 +35,60 @@ std::pair<int, int> branching_neuron(const SubdomainBound& b) {
   return {layer, neuron};
 }
 
-// A region {G x <= h} of the box, as the LPs see it. With an l1 ball, the LPs run over (x, t): the
-// region's rows act on x, and x - t <= c, -x - t <= -c, sum t <= r (exact data) keep x in the ball.
+// Keeps the Jacobian set's first `columns` columns (0: all) and bounds their norm: a sub-matrix's
+// norm is at most the matrix's, so the parent's cap still holds.
+void restrict_columns(std::vector<SubdomainBound>& bounds, int columns, Norm p, Norm q) {
+  if (columns == 0) return;
+  for (SubdomainBound& b : bounds) {
+    if (!b.feasible) continue;
+    b.jacobian_center = b.jacobian_center.leftCols(columns).eval();
+    b.jacobian_radius = b.jacobian_radius.leftCols(columns).eval();
+    b.norm_upper = jacobian_set_norm_upper(b.jacobian_center, b.jacobian_radius, p, q);
+  }
+}
+
+// A region {G x <= h} of a node's box, as the LPs see it. With an l1 ball, the LPs run over (x, t):
+// the region's rows act on x, and x - t <= c, -x - t <= -c, sum t <= r (exact data) keep x in the ball.
 class RegionLp {
  public:
-  RegionLp(const Eigen::VectorXd& lower, const Eigen::VectorXd& upper, const std::optional<L1Ball>& ball)
-      : n_(lower.size()), ball_(ball) {
-    if (!ball_) {
-      lower_ = lower, upper_ = upper;
-      return;
-    }
-    if (ball_->center.size() != n_ || !ball_->center.allFinite() || !(ball_->radius >= 0) || !std::isfinite(ball_->radius))
+  RegionLp(Eigen::Index n, const std::optional<L1Ball>& ball) : n_(n), ball_(ball) {
+    if (ball_ && (ball_->center.size() != n_ || !ball_->center.allFinite() || !(ball_->radius >= 0) ||
+                  !std::isfinite(ball_->radius)))
       throw std::invalid_argument("lipschitz_bab: the l1 ball needs a finite centre of the input size and a radius >= 0");
-    lower_.resize(2 * n_), upper_.resize(2 * n_);
-    lower_ << lower, Eigen::VectorXd::Zero(n_);
-    upper_ << upper, Eigen::VectorXd::Constant(n_, ball_->radius);
   }
 
-  bool prove_empty(LpSolver& lp, const SubdomainBound& b) const {
-    if (!ball_) return lp.prove_infeasible(b.region_g, b.region_h, b.region_g_error, b.region_h_error, lower_, upper_);
-    const Lifted l = lift(b);
-    return lp.prove_infeasible(l.g, l.h, l.g_error, l.h_error, lower_, upper_);
+  bool prove_empty(LpSolver& lp, const Subdomain& s, const SubdomainBound& b) const {
+    if (!ball_) return lp.prove_infeasible(b.region_g, b.region_h, b.region_g_error, b.region_h_error, s.lower, s.upper);
+    const Lifted l = lift(s, b);
+    return lp.prove_infeasible(l.g, l.h, l.g_error, l.h_error, l.lower, l.upper);
   }
 
-  // An interior point of the region within the domain, or false.
-  bool interior_point(LpSolver& lp, const SubdomainBound& b, Eigen::VectorXd* x) const {
+  // An interior point of the region within the node's box (and the ball), or false.
+  bool interior_point(LpSolver& lp, const Subdomain& s, const SubdomainBound& b, Eigen::VectorXd* x) const {
     Eigen::VectorXd center;
     if (!ball_) {
-      if (!(lp.chebyshev_radius(b.region_g, b.region_h, lower_, upper_, &center) > 0)) return false;
-      *x = center.cwiseMax(lower_).cwiseMin(upper_);
+      if (!(lp.chebyshev_radius(b.region_g, b.region_h, s.lower, s.upper, &center) > 0)) return false;
+      *x = center.cwiseMax(s.lower).cwiseMin(s.upper);
       return true;
     }
-    const Lifted l = lift(b);
-    if (!(lp.chebyshev_radius(l.g, l.h, lower_, upper_, &center) > 0)) return false;
-    *x = center.head(n_).cwiseMax(lower_.head(n_)).cwiseMin(upper_.head(n_));
+    const Lifted l = lift(s, b);
+    if (!(lp.chebyshev_radius(l.g, l.h, l.lower, l.upper, &center) > 0)) return false;
+    *x = center.head(n_).cwiseMax(s.lower).cwiseMin(s.upper);
     return shrink_into_ball(x);
   }
 
  private:
   struct Lifted {
     Eigen::MatrixXd g, g_error;
-    Eigen::VectorXd h, h_error;
+    Eigen::VectorXd h, h_error, lower, upper;
   };
 
-  Lifted lift(const SubdomainBound& b) const {
+  Lifted lift(const Subdomain& s, const SubdomainBound& b) const {
     const Eigen::Index m = b.region_g.rows();
     Lifted l;
+    l.lower.resize(2 * n_), l.upper.resize(2 * n_);
+    l.lower << s.lower, Eigen::VectorXd::Zero(n_);
+    l.upper << s.upper, Eigen::VectorXd::Constant(n_, ball_->radius);
     l.g = Eigen::MatrixXd::Zero(m + 2 * n_ + 1, 2 * n_);
     l.g_error = Eigen::MatrixXd::Zero(l.g.rows(), 2 * n_);
     l.h.resize(l.g.rows());
@@ -120,7 +128,6 @@ class RegionLp {
 
   Eigen::Index n_;
   std::optional<L1Ball> ball_;
-  Eigen::VectorXd lower_, upper_;
 };
 
 }  // namespace
@@ -128,8 +135,20 @@ class RegionLp {
 BabResult lipschitz_bab(const Network& net, const Eigen::VectorXd& lower, const Eigen::VectorXd& upper, Norm p, Norm q,
                         const BabOptions& options, double initial_lower, const Eigen::VectorXd& initial_witness,
                         const std::function<bool(const BabProgress&)>& progress) {
-  if (!lower.allFinite() || !upper.allFinite())
-    throw std::invalid_argument("lipschitz_bab: the input box must be bounded");
+  return lipschitz_bab(net, std::vector<InputBox>{{lower, upper}}, p, q, options, initial_lower, initial_witness, progress);
+}
+
+BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, Norm p, Norm q, const BabOptions& options,
+                        double initial_lower, const Eigen::VectorXd& initial_witness,
+                        const std::function<bool(const BabProgress&)>& progress) {
+  if (boxes.empty()) throw std::invalid_argument("lipschitz_bab: no input box");
+  for (const InputBox& box : boxes)
+    if (box.lower.size() != net.input_size() || box.upper.size() != net.input_size() || !box.lower.allFinite() ||
+        !box.upper.allFinite())
+      throw std::invalid_argument("lipschitz_bab: every input box must be bounded and of the network's input size");
+  if (options.jacobian_columns < 0 || options.jacobian_columns > net.input_size())
+    throw std::invalid_argument("lipschitz_bab: jacobian_columns must be between 0 and the input size");
+  const int columns = options.jacobian_columns;
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
@@ -144,17 +163,20 @@ BabResult lipschitz_bab(const Network& net, const Eigen::VectorXd& lower, const 
   const std::shared_ptr<SubdomainBounder> bounder =
       options.bounder ? options.bounder : std::make_shared<CpuSubdomainBounder>(net);
   const int batch = options.batch > 0 ? options.batch : std::max(1, bounder->preferred_batch() / 2);
-  Subdomain root;
-  root.lower = lower;
-  root.upper = upper;
   {
-    SubdomainBound b = std::move(bounder->bound({root}, p, q).front());
-    const double u = b.norm_upper;
-    open.push(Node{root, std::move(b), u});
+    std::vector<Subdomain> roots(boxes.size());
+    for (size_t i = 0; i < boxes.size(); ++i) roots[i].lower = boxes[i].lower, roots[i].upper = boxes[i].upper;
+    std::vector<SubdomainBound> bounds = bounder->bound(roots, p, q);
+    restrict_columns(bounds, columns, p, q);
+    for (size_t i = 0; i < roots.size(); ++i)
+      if (bounds[i].feasible) {
+        const double u = bounds[i].norm_upper;
+        open.push(Node{std::move(roots[i]), std::move(bounds[i]), u});
+      }
+    result.nodes = static_cast<long>(roots.size());
   }
-  result.nodes = 1;
   LpSolver lp;  // this run's HiGHS instance: the search itself runs on one thread
-  const RegionLp region_lp(lower, upper, options.l1_ball);
+  const RegionLp region_lp(net.input_size(), options.l1_ball);
   auto global_upper = [&] { return std::max(closed_upper, open.empty() ? 0.0 : open.top().upper); };
 
   // Bounds the two children of each parent and drops those proved empty (interval contradiction or a
@@ -175,6 +197,7 @@ BabResult lipschitz_bab(const Network& net, const Eigen::VectorXd& lower, const 
       }
     }
     std::vector<SubdomainBound> bounds = bounder->bound(children, p, q);
+    restrict_columns(bounds, columns, p, q);
     result.nodes += static_cast<long>(children.size());
     std::vector<Node> kept;
     for (size_t i = 0; i < children.size(); ++i) {
@@ -183,7 +206,8 @@ BabResult lipschitz_bab(const Network& net, const Eigen::VectorXd& lower, const 
         continue;
       }
       const SubdomainBound& b = bounds[i];
-      if (region_lp.prove_empty(lp, b)) {
+      if (region_lp.prove_empty(lp, children[i], b) ||
+          (options.prove_no_interior && options.prove_no_interior(children[i], b))) {
         ++result.pruned_by_lp;
         continue;
       }
@@ -197,8 +221,10 @@ BabResult lipschitz_bab(const Network& net, const Eigen::VectorXd& lower, const 
   auto certify_leaf = [&](const Node& leaf) {
     ++result.leaves;
     Eigen::VectorXd center;
-    if (!region_lp.interior_point(lp, leaf.bound, &center)) return false;
-    const Eigen::VectorXd v = operator_norm(leaf.bound.jacobian_center, p, q).argmax;
+    if (!region_lp.interior_point(lp, leaf.subdomain, leaf.bound, &center)) return false;
+    Eigen::VectorXd v = Eigen::VectorXd::Zero(net.input_size());  // zero on the columns left out
+    const Eigen::VectorXd argmax = operator_norm(leaf.bound.jacobian_center, p, q).argmax;
+    v.head(argmax.size()) = argmax;
     const CertifiedDirectional cd = certified_directional_lower(net, center, v, p, q);
     if (cd.pattern_verified && cd.lower > result.lower) result.lower = cd.lower, result.witness = center;
     return cd.pattern_verified;

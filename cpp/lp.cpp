@@ -164,6 +164,79 @@ bool LpSolver::prove_infeasible(const Eigen::Ref<const Eigen::MatrixXd>& g, cons
          farkas_holds(g, h, g_error, h_error, lower, upper, (-r).cwiseMax(0.0));
 }
 
+namespace {
+
+// Passes an LP with a dense column-major constraint matrix (zeros skipped).
+bool pass_dense_lp(void* highs, const Eigen::Ref<const Eigen::MatrixXd>& a, const std::vector<double>& cost,
+                   const std::vector<double>& col_lower, const std::vector<double>& col_upper,
+                   const std::vector<double>& row_lower, const std::vector<double>& row_upper) {
+  std::vector<HighsInt> start{0}, index;
+  std::vector<double> value;
+  for (Eigen::Index j = 0; j < a.cols(); ++j) {
+    for (Eigen::Index i = 0; i < a.rows(); ++i)
+      if (a(i, j) != 0.0) index.push_back(static_cast<HighsInt>(i)), value.push_back(a(i, j));
+    start.push_back(static_cast<HighsInt>(index.size()));
+  }
+  return Highs_passLp(highs, static_cast<HighsInt>(a.cols()), static_cast<HighsInt>(a.rows()),
+                      static_cast<HighsInt>(index.size()), kHighsMatrixFormatColwise, kHighsObjSenseMinimize, 0.0,
+                      cost.data(), col_lower.data(), col_upper.data(), row_lower.data(), row_upper.data(),
+                      start.data(), index.data(), value.data()) == kHighsStatusOk;
+}
+
+// The rigorous check of one candidate y: E^T y >= 0 and f^T y < 0, rounding bounded.
+bool nonnegative_farkas_holds(const Eigen::Ref<const Eigen::MatrixXd>& e, const Eigen::Ref<const Eigen::VectorXd>& f,
+                              const Eigen::VectorXd& y) {
+  const double g = gamma(static_cast<double>(e.rows()) + 2);
+  const Eigen::VectorXd c = e.transpose() * y;
+  const Eigen::VectorXd c_err = (e.cwiseAbs().transpose() * y.cwiseAbs()) * (g * (1 + g));
+  const double d = f.dot(y), d_err = f.cwiseAbs().dot(y.cwiseAbs()) * (g * (1 + g));
+  return y.allFinite() && (c.array() >= c_err.array()).all() && round_up(d + d_err) < 0;
+}
+
+}  // namespace
+
+bool LpSolver::prove_no_nonnegative_solution(const Eigen::Ref<const Eigen::MatrixXd>& e,
+                                             const Eigen::Ref<const Eigen::VectorXd>& f) {
+  const Eigen::Index m = e.rows(), n = e.cols();
+  if (f.size() != m) throw std::invalid_argument("prove_no_nonnegative_solution: inconsistent dimensions");
+  if (m == 0) return false;
+  const double inf = std::numeric_limits<double>::infinity();
+  // HiGHS's dual ray of {E v = f, v >= 0}: a vertex certificate. Its basic columns have E^T y = 0
+  // only up to rounding, which the check cannot accept unless the zeros are structural.
+  void* highs = fresh();
+  const std::vector<double> rhs(f.data(), f.data() + m);
+  if (!pass_dense_lp(highs, e, std::vector<double>(n, 0.0), std::vector<double>(n, 0.0), std::vector<double>(n, inf),
+                     rhs, rhs))
+    return false;
+  Highs_setStringOptionValue(highs, "presolve", "off");  // keep the dual ray in the original rows
+  Highs_run(highs);
+  if (Highs_getModelStatus(highs) != kHighsModelStatusInfeasible) return false;
+  HighsInt has_ray = 0;
+  std::vector<double> ray(m, 0.0);
+  if (Highs_getDualRay(highs, &has_ray, ray.data()) == kHighsStatusOk && has_ray) {
+    const Eigen::Map<const Eigen::VectorXd> r(ray.data(), m);
+    if (nonnegative_farkas_holds(e, f, r) || nonnegative_farkas_holds(e, f, -r)) return true;
+  }
+  // A strict certificate, E^T y >= 1 on every column that takes part, with f^T y minimised: it has
+  // room for the rounding wherever one exists (no nonzero v >= 0 with E v = 0).
+  std::vector<Eigen::Index> used;
+  for (Eigen::Index j = 0; j < n; ++j)
+    if (e.col(j).cwiseAbs().maxCoeff() > 0) used.push_back(j);
+  Eigen::MatrixXd et(used.size(), m);
+  for (size_t k = 0; k < used.size(); ++k) et.row(static_cast<Eigen::Index>(k)) = e.col(used[k]).transpose();
+  constexpr double kMaxMultiplier = 1e6;
+  highs = fresh();
+  if (!pass_dense_lp(highs, et, rhs, std::vector<double>(m, -kMaxMultiplier), std::vector<double>(m, kMaxMultiplier),
+                     std::vector<double>(used.size(), 1.0), std::vector<double>(used.size(), inf)))
+    return false;
+  Highs_setStringOptionValue(highs, "presolve", "choose");
+  Highs_run(highs);
+  if (Highs_getModelStatus(highs) != kHighsModelStatusOptimal) return false;
+  std::vector<double> y(m);
+  Highs_getSolution(highs, y.data(), nullptr, nullptr, nullptr);
+  return nonnegative_farkas_holds(e, f, Eigen::Map<const Eigen::VectorXd>(y.data(), m));
+}
+
 double chebyshev_radius(const Eigen::Ref<const Eigen::MatrixXd>& a, const Eigen::Ref<const Eigen::VectorXd>& b,
                         const Eigen::Ref<const Eigen::VectorXd>& lower, const Eigen::Ref<const Eigen::VectorXd>& upper,
                         Eigen::VectorXd* center) {
@@ -174,6 +247,10 @@ bool prove_infeasible(const Eigen::Ref<const Eigen::MatrixXd>& g, const Eigen::R
                       const Eigen::Ref<const Eigen::MatrixXd>& g_error, const Eigen::Ref<const Eigen::VectorXd>& h_error,
                       const Eigen::Ref<const Eigen::VectorXd>& lower, const Eigen::Ref<const Eigen::VectorXd>& upper) {
   return LpSolver().prove_infeasible(g, h, g_error, h_error, lower, upper);
+}
+
+bool prove_no_nonnegative_solution(const Eigen::Ref<const Eigen::MatrixXd>& e, const Eigen::Ref<const Eigen::VectorXd>& f) {
+  return LpSolver().prove_no_nonnegative_solution(e, f);
 }
 
 }  // namespace lipcert

@@ -14,6 +14,7 @@
 #include "lipcert/linear_ops.hpp"
 #include "lipcert/lipsdp.hpp"
 #include "lipcert/lp.hpp"
+#include "lipcert/naive_bound.hpp"
 #include "lipcert/network.hpp"
 #include "lipcert/network_file.hpp"
 #include "lipcert/operator_norm.hpp"
@@ -49,6 +50,45 @@ std::vector<Subdomain> make_subdomains(const Eigen::MatrixXd& lowers, const Eige
     if (!states.empty()) subdomains[i].states = states[i];
   }
   return subdomains;
+}
+
+BabOptions bab_options(double tol, double time_limit, long max_nodes, int batch, double progress_interval) {
+  BabOptions options;
+  options.tol = tol;
+  options.time_limit = time_limit;
+  options.max_nodes = max_nodes;
+  options.batch = batch;
+  options.progress_interval = progress_interval;
+  return options;
+}
+
+// Called with the GIL released: takes it to check for Ctrl-C (which stops the search cleanly with the
+// bounds so far) and to call `progress` unless it is None.
+std::function<bool(const BabProgress&)> bab_progress(const py::object& progress) {
+  return [&progress](const BabProgress& state) {
+    py::gil_scoped_acquire acquire;
+    if (PyErr_CheckSignals() != 0) {
+      PyErr_Clear();
+      return false;
+    }
+    if (progress.is_none()) return true;
+    return progress(state.lower, state.upper, state.seconds, state.nodes, state.open).cast<bool>();
+  };
+}
+
+py::dict bab_result_dict(const BabResult& r) {
+  py::dict d;
+  d["lower"] = r.lower;
+  d["upper"] = r.upper;
+  d["witness"] = r.witness;
+  d["exact"] = r.exact;
+  d["status"] = r.status;
+  d["nodes"] = r.nodes;
+  d["pruned_by_bounds"] = r.pruned_by_bounds;
+  d["pruned_by_lp"] = r.pruned_by_lp;
+  d["leaves"] = r.leaves;
+  d["open"] = r.open;
+  return d;
 }
 
 // The given bounder, or the CPU one when None was passed.
@@ -150,6 +190,18 @@ PYBIND11_MODULE(_core, m) {
   m.def("certified_ratio_lower", [](const Eigen::MatrixXd& a, const Eigen::VectorXd& v, double p, double q) {
     return certified_ratio_lower(a, v, norm_from_double(p), norm_from_double(q));
   });
+  m.def("naive_bound", [](const Network& net, double p, double q) {
+    NaiveBound b;
+    {
+      py::gil_scoped_release release;
+      b = naive_bound(net, norm_from_double(p), norm_from_double(q));
+    }
+    py::list layers;
+    for (const LayerNorm& l : b.layers)
+      layers.append(py::dict(py::arg("layer") = l.layer, py::arg("kind") = layer_kind_name(net.layers()[l.layer].kind),
+                             py::arg("norm") = l.norm, py::arg("how") = l.how));
+    return py::make_tuple(b.upper, layers);
+  }, "Certified product of the layers' operator norms, and each affine layer's factor.");
   m.def("norm_conversion_factor", [](int n, double p, double q) {
     return norm_conversion_factor(n, norm_from_double(p), norm_from_double(q));
   });
@@ -275,47 +327,41 @@ PYBIND11_MODULE(_core, m) {
                             const Eigen::VectorXd& initial_witness, py::object progress,
                             std::shared_ptr<SubdomainBounder> bounder, int batch, double progress_interval,
                             std::optional<Eigen::VectorXd> l1_center, double l1_radius) {
-    BabOptions options;
+    BabOptions options = bab_options(tol, time_limit, max_nodes, batch, progress_interval);
     if (l1_center) options.l1_ball = L1Ball{*l1_center, l1_radius};
-    options.progress_interval = progress_interval;
-    options.tol = tol;
-    options.time_limit = time_limit;
-    options.max_nodes = max_nodes;
     options.bounder = std::move(bounder);
-    options.batch = batch;
-    std::function<bool(const BabProgress&)> callback = [&progress](const BabProgress& state) {
-      py::gil_scoped_acquire acquire;
-      if (PyErr_CheckSignals() != 0) {  // Ctrl-C: stop cleanly with the bounds so far
-        PyErr_Clear();
-        return false;
-      }
-      if (progress.is_none()) return true;
-      return progress(state.lower, state.upper, state.seconds, state.nodes, state.open).cast<bool>();
-    };
+    const auto callback = bab_progress(progress);
     BabResult r;
     {
       py::gil_scoped_release release;
       r = lipschitz_bab(net, lower, upper, norm_from_double(p), norm_from_double(q), options, initial_lower,
                         initial_witness, callback);
     }
-    py::dict d;
-    d["lower"] = r.lower;
-    d["upper"] = r.upper;
-    d["witness"] = r.witness;
-    d["exact"] = r.exact;
-    d["status"] = r.status;
-    d["nodes"] = r.nodes;
-    d["pruned_by_bounds"] = r.pruned_by_bounds;
-    d["pruned_by_lp"] = r.pruned_by_lp;
-    d["leaves"] = r.leaves;
-    d["open"] = r.open;
-    return d;
+    return bab_result_dict(r);
   }, py::arg("net"), py::arg("lower"), py::arg("upper"), py::arg("p"), py::arg("q"), py::arg("tol"),
      py::arg("time_limit"), py::arg("max_nodes"), py::arg("initial_lower"), py::arg("initial_witness"),
      py::arg("progress"), py::arg("bounder") = nullptr, py::arg("batch") = 0, py::arg("progress_interval") = 0.5,
      py::arg("l1_center") = py::none(), py::arg("l1_radius") = 0.0,
      "Branch and bound over activation patterns on a box (or an l1 ball in it): certified bounds and a witness.");
+  m.def("lipschitz_bab_global", [](const Network& net, double p, double q, double tol, double time_limit,
+                                   long max_nodes, double initial_lower, const Eigen::VectorXd& initial_witness,
+                                   py::object progress, int batch, double progress_interval) {
+    const BabOptions options = bab_options(tol, time_limit, max_nodes, batch, progress_interval);
+    const auto callback = bab_progress(progress);
+    BabResult r;
+    {
+      py::gil_scoped_release release;
+      r = lipschitz_bab_global(net, norm_from_double(p), norm_from_double(q), options, initial_lower,
+                               initial_witness, callback);
+    }
+    return bab_result_dict(r);
+  }, py::arg("net"), py::arg("p"), py::arg("q"), py::arg("tol"), py::arg("time_limit"), py::arg("max_nodes"),
+     py::arg("initial_lower"), py::arg("initial_witness"), py::arg("progress"), py::arg("batch") = 0,
+     py::arg("progress_interval") = 0.5,
+     "Branch and bound over activation patterns on all of R^n (a homogenised network): the exact global constant.");
   m.def("prove_infeasible", &prove_infeasible, "Farkas-certified emptiness of {G x <= h} in a box, with error bounds.");
+  m.def("prove_no_nonnegative_solution", &prove_no_nonnegative_solution,
+        "Farkas-certified emptiness of {v >= 0 : E v = f} (exact data).");
 
   m.def("lipsdp_solve", [](std::vector<Eigen::MatrixXd> weights, std::vector<double> alpha, std::vector<double> beta,
                            std::vector<double> weight_error, bool per_layer, double tol, int max_newton_steps) {

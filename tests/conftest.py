@@ -121,13 +121,27 @@ def exact_matrix_norm(a, p, q):
     return max(np.linalg.norm(a.T @ np.array(s)) for s in itertools.product([-1.0, 1.0], repeat=m))
 
 
+def affine_stages(net):
+    """(stages, slopes): a Dense/ReLU/LeakyReLU network as alternating affine maps (consecutive Dense
+    layers multiplied out, identities where an activation starts or ends it) and activation slopes."""
+    stages, slopes, pending = [], [], lc.Dense(np.eye(net.input_size), np.zeros(net.input_size))
+    for layer in net.layers:
+        if isinstance(layer, lc.Dense):
+            pending = lc.Dense(layer.weight @ pending.weight, layer.weight @ pending.bias + layer.bias)
+        elif layer.is_activation:
+            stages.append(pending)
+            slopes.append(layer.negative_slope if isinstance(layer, lc.LeakyReLU) else 0.0)
+            pending = lc.Dense(np.eye(pending.weight.shape[0]), np.zeros(pending.weight.shape[0]))
+    return stages + [pending], slopes
+
+
 def brute_force_global_constant(net, p, q, lower=None, upper=None, l1_ball=None):
-    """Exact Lipschitz constant of a small ReLU MLP on R^n (or on the box [lower, upper], or on the l1
+    """Exact Lipschitz constant of a small ReLU/LeakyReLU MLP on R^n (or on the box [lower, upper], or on the l1
     ball l1_ball = (center, radius)): the max of ||J|| over all activation patterns whose region has
     non-empty interior there (checked with scipy's LP, independent of lipcert)."""
     from scipy.optimize import linprog
 
-    dense = [l for l in net.layers if isinstance(l, lc.Dense)]
+    dense, slopes = affine_stages(net)
     n = net.input_size
     hidden = [d.weight.shape[0] for d in dense[:-1]]
     best = 0.0
@@ -136,14 +150,15 @@ def brute_force_global_constant(net, p, q, lower=None, upper=None, l1_ball=None)
         a, c = np.eye(n), np.zeros(n)
         rows, rhs = [], []
         offset = 0
-        for layer, h in zip(dense[:-1], hidden):
+        for layer, h, slope in zip(dense[:-1], hidden, slopes):
             za, zc = layer.weight @ a, layer.weight @ c + layer.bias
             s = np.array(pattern[offset:offset + h])
             offset += h
             sign = 2 * s - 1  # active: z > 0  ->  -z < 0
             rows.append(-sign[:, None] * za)
             rhs.append(sign * zc)
-            a, c = s[:, None] * za, s * zc
+            d = s + (1 - s) * slope
+            a, c = d[:, None] * za, d * zc
         jac = dense[-1].weight @ a
         if best >= exact_matrix_norm(jac, p, q):
             continue

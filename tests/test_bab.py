@@ -149,7 +149,6 @@ def test_a_witness_an_ulp_past_the_ball_is_pulled_inside_and_certified_again(mon
 
 
 @pytest.mark.parametrize("kwargs,error", [
-    (dict(domain=None), NotImplementedError),
     (dict(domain=lc.Ball(np.zeros(3), 0.1, p=2)), NotImplementedError),
 ])
 def test_unsupported_domains_are_clear_errors(kwargs, error):
@@ -162,3 +161,92 @@ def test_smooth_activations_are_rejected_by_bab():
     net = random_mlp(np.random.default_rng(63), [3, 4, 2], lc.Tanh)
     with pytest.raises(lc.UnsupportedLayerError, match="Tanh"):
         lc.lipschitz(net, method="bab", domain=lc.Box(np.zeros(3), np.ones(3)))
+
+
+# ---- domain=None: the exact global constant --------------------------------------------------
+
+def deep_narrow_mlp(seed):
+    """Random MLPs of 1-3 narrow hidden layers with biases of mixed scale: many of their activation
+    patterns are realised only at infinity, which the global search must prove irrelevant."""
+    rng = np.random.default_rng(seed)
+    sizes = [int(rng.integers(1, 4))] + [int(rng.integers(2, 6)) for _ in range(int(rng.integers(1, 4)))]
+    sizes += [int(rng.integers(1, 3))]
+    act = (lambda: lc.LeakyReLU(float(rng.uniform(-0.5, 0.5)))) if rng.random() < 0.3 else lc.ReLU
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers.append(lc.Dense(rng.normal(size=(sizes[i + 1], sizes[i])),
+                               rng.normal(size=sizes[i + 1]) * rng.choice([0.1, 1.0, 10.0])))
+        if i < len(sizes) - 2:
+            layers.append(act())
+    return lc.Network(layers, (sizes[0],)), rng
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_global_bab_matches_brute_force_over_all_of_rn(seed):
+    net, rng = deep_narrow_mlp(1000 + seed)
+    p, q = (float(rng.choice(NORMS)) for _ in range(2))
+    exact = brute_force_global_constant(net, p, q)
+    b = lc.lipschitz(net, method="bab", norm=(p, q), domain=None, tol=1e-10, time_limit=30)
+    assert b.certified and b.lower <= exact * (1 + 1e-12) and exact <= b.upper * (1 + 1e-12)
+    assert b.exact and b.upper == pytest.approx(exact, rel=1e-9), b.stats["status"]
+    assert b.lower == pytest.approx(exact_matrix_norm(net.jacobian(b.witness[None])[0], p, q), rel=1e-9)
+
+
+def test_global_bab_finds_a_region_far_from_the_origin():
+    # slope 6 only beyond x = 1000; sampling near the origin sees 1 (and -2 beyond 1e7)
+    net = lc.Network([lc.Dense(np.ones((3, 1)), np.array([-1000.0, 0.0, -1e7])), lc.ReLU(),
+                      lc.Dense(np.array([[5.0, 1.0, -3.0]]), np.zeros(1))], (1,))
+    b = lc.lipschitz(net, method="bab", domain=None, tol=1e-9)
+    assert b.exact and b.upper == pytest.approx(6.0, rel=1e-9) and b.lower == pytest.approx(6.0, rel=1e-9)
+    assert 1000 < b.witness[0] < 1e7
+
+
+@pytest.mark.parametrize("layers", [
+    lambda rng: [lc.ReLU(), lc.Dense(rng.normal(size=(2, 3)), rng.normal(size=2))],
+    lambda rng: [lc.Dense(rng.normal(size=(4, 3)), rng.normal(size=4)), lc.ReLU(),
+                 lc.Dense(rng.normal(size=(3, 4)), rng.normal(size=3)), lc.ReLU()],
+    lambda rng: [lc.Dense(rng.normal(size=(4, 3)), rng.normal(size=4)), lc.Dense(rng.normal(size=(4, 4)),
+                 rng.normal(size=4)), lc.LeakyReLU(0.3), lc.Dense(rng.normal(size=(2, 4)), rng.normal(size=2))],
+])
+def test_global_bab_takes_networks_that_start_or_end_with_an_activation(layers):
+    rng = np.random.default_rng(81)
+    net = lc.Network(layers(rng), (3,))
+    exact = brute_force_global_constant(net, 2.0, 2.0)
+    b = lc.lipschitz(net, method="bab", domain=None, tol=1e-10)
+    assert b.exact and b.upper == pytest.approx(exact, rel=1e-9)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), nodes=st.integers(1, 60), p=st.sampled_from(NORMS))
+def test_global_lower_le_exact_le_upper_at_every_node_limit(seed, nodes, p):
+    from lipcert import _core
+
+    net, _ = deep_narrow_mlp(seed)
+    exact = brute_force_global_constant(net, p, p)
+    r = _core.lipschitz_bab_global(net._core, p, p, 0.0, 30.0, nodes, 0.0, np.zeros(net.input_size), None)
+    assert r["lower"] <= exact * (1 + 1e-12) and exact <= r["upper"] * (1 + 1e-12)
+    if r["lower"] > 0:
+        assert r["lower"] <= exact_matrix_norm(net.jacobian(r["witness"][None])[0], p, p) * (1 + 1e-12)
+
+
+def test_global_bab_refuses_convolutions_by_name():
+    from conftest import random_cnn
+
+    with pytest.raises(lc.UnsupportedLayerError, match="Conv2d.*domain=None"):
+        lc.lipschitz(random_cnn(np.random.default_rng(82)), method="bab", domain=None)
+
+
+def test_nonnegative_farkas_proofs_need_a_real_contradiction():
+    from lipcert import _core
+
+    # v1 - v2 = -1 with v >= 0 is feasible (v = (0, 1)); 2 v1 + v2 = -1 is not.
+    assert not _core.prove_no_nonnegative_solution(np.array([[1.0, -1.0]]), np.array([-1.0]))
+    assert _core.prove_no_nonnegative_solution(np.array([[2.0, 1.0]]), np.array([-1.0]))
+    # a recession direction (1, 1) of the feasible set does not fool it: v1 - v2 = 0, v1 + v2 = 1 is feasible
+    assert not _core.prove_no_nonnegative_solution(np.array([[1.0, -1.0], [1.0, 1.0]]), np.array([0.0, 1.0]))
+    # infeasible through a combination whose vertex certificate cancels exactly (y = (1, 1) gives
+    # E^T y = (0, 1)): the strict certificate (3, 2) leaves room for rounding
+    assert _core.prove_no_nonnegative_solution(np.array([[1.0, -1.0], [-1.0, 2.0]]), np.array([1.0, -3.0]))
+    # v1 - v2 = 1, v2 - v1 = 1 is empty, but E (1, 1) = 0: any perturbation of E makes it feasible far
+    # out, so no proof in floating point can exist, and none is claimed
+    assert not _core.prove_no_nonnegative_solution(np.array([[1.0, -1.0], [-1.0, 1.0]]), np.array([1.0, 1.0]))

@@ -127,7 +127,7 @@ def test_lipsdp_random_network_reproduces_the_published_product(shared_data):
 
 @pytest.mark.parametrize("kwargs,error", [
     (dict(method="magic"), ValueError),
-    (dict(method="bab"), NotImplementedError),
+    (dict(method="bab", domain=lc.Ball(np.zeros(3), 0.1, p=2)), NotImplementedError),
     (dict(norm=3), ValueError),
     (dict(norm=(2, 2, 2)), ValueError),
     (dict(norm="euclid"), ValueError),

@@ -49,6 +49,17 @@ def test_bound_method_sdp_prints_a_verifiable_certificate(model):
     assert data["upper"] <= lc.lipschitz(net, method="naive").upper * (1 + 1e-12)
 
 
+def test_bound_method_bab_gives_the_exact_global_constant(model):
+    out = run("bound", str(model), "--method", "bab", "--tol", "1e-9", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["method"] == "bab" and data["exact"] and data["stats"]["status"] == "converged"
+    net = lc.load(model)
+    jac = net.jacobian(np.asarray(data["witness"])[None])[0]
+    assert data["lower"] == pytest.approx(np.linalg.norm(jac, 2), rel=1e-9)
+    assert data["upper"] <= lc.lipschitz(net, method="sdp").upper * (1 + 1e-9)
+
+
 def test_demo_runs_on_the_shipped_networks():
     out = run("demo")
     assert out.returncode == 0, out.stderr

@@ -13,7 +13,7 @@ import pytest
 
 import lipcert as lc
 from lipcert import _core
-from conftest import random_cnn, random_mlp
+from conftest import brute_force_global_constant, random_cnn, random_mlp
 
 
 def networks():
@@ -122,6 +122,33 @@ def test_lipcert_bench_agrees_with_the_python_api(tmp_path, norm, p):
     assert np.all(np.abs(witness - center) <= 0.3)
 
 
+def test_lipcert_bench_without_a_radius_gives_the_exact_global_constant(tmp_path):
+    net = random_mlp(np.random.default_rng(6), [3, 6, 5, 2], lambda: lc.LeakyReLU(0.2))
+    net.save(tmp_path / "net.npz")
+    done = subprocess.run([bench_binary(), str(tmp_path / "net.npz"), "--norm", "inf", "--tol", "1e-9"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["exact"] and result["radius"] is None
+    reference = lc.lipschitz(net, method="bab", norm=np.inf, tol=1e-9)
+    assert result["upper"] == pytest.approx(reference.upper, rel=1e-9)
+    assert result["upper"] == pytest.approx(brute_force_global_constant(net, np.inf, np.inf), rel=1e-9)
+
+
+def test_lipcert_bench_caps_an_unfinished_search_by_the_naive_bound(tmp_path):
+    rng = np.random.default_rng(8)
+    q, _ = np.linalg.qr(rng.normal(size=(16, 16)))  # orthogonal layers: naive = 1, wide intervals
+    net = lc.Network([lc.Dense(q, np.zeros(16)), lc.ReLU(), lc.Dense(q.T, np.zeros(16))], (16,))
+    net.save(tmp_path / "net.npz")
+    done = subprocess.run([bench_binary(), str(tmp_path / "net.npz"), "--radius", "1", "--max-nodes", "3"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    naive = lc.lipschitz(net, method="naive").upper
+    assert result["search_upper"] > naive and result["upper"] == naive and result["upper_from"] == "naive"
+    assert result["lower"] <= result["upper"]
+
+
 @pytest.mark.parametrize("method,norm,p", [("sdp", "2", 2.0), ("sdp-layer", "inf,1", (np.inf, 1.0)),
                                            ("seqlip", "1,2", (1.0, 2.0))])
 def test_lipcert_bench_global_bounds_agree_with_the_python_api(tmp_path, method, norm, p):
@@ -146,7 +173,8 @@ def test_lipcert_bench_global_bounds_agree_with_the_python_api(tmp_path, method,
     (["{net}", "--radius", "-1"], "--radius"),
     (["{net}", "--radius", "0.1", "--norm", "3"], "--norm"),
     (["{net}", "--radius", "0.1", "--bogus", "1"], "unknown option"),
-    (["{net}"], "--radius"),
+    (["{net}", "--center", "c.npy"], "--center needs --radius"),
+    (["{net}", "--device", "cuda"], "runs on the CPU"),
 ])
 def test_lipcert_bench_bad_input_exits_2_with_a_message(tmp_path, args, message):
     random_mlp(np.random.default_rng(4), [2, 3, 1]).save(tmp_path / "net.npz")

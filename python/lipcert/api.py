@@ -31,8 +31,8 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
     method: "naive", "autolip", "seqlip" (pairs of layers coupled through their activations, each pair
     solved by branch and bound within `time_limit`), "sdp" (LipSDP-Neuron), "sdp-layer" (LipSDP-Layer:
     one multiplier per layer, faster, looser) — global upper bounds, which hold on any domain; "bab"
-    (the exact local constant of a ReLU/LeakyReLU network on a Box or an l-inf or l1 Ball, to `tol`,
-    within `time_limit`) or "auto" (all that apply and fit; the tightest certified upper bound and the
+    (the exact constant of a ReLU/LeakyReLU network on a Box or an l-inf or l1 Ball, or with
+    domain=None on all of R^n for small networks of Dense layers, to `tol`, within `time_limit`) or "auto" (all that apply and fit; the tightest certified upper bound and the
     best lower bound).
     norm: p or (p_in, p_out) with p in {1, 2, inf}. The lower bound's witness lies in the domain.
     progress: show bab's bounds as they tighten on stderr.

@@ -37,7 +37,8 @@ def _norm_arg(text: str):
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="auto",
-                   help="naive, autolip, seqlip, sdp, sdp-layer, bab or auto (default: auto; bab for local)")
+                   help="naive, autolip, seqlip, sdp, sdp-layer, bab (exact; global for small Dense networks) or auto "
+                        "(default: auto; bab for local)")
     p.add_argument("--norm", default="2", type=_norm_arg, help="p or p_in,p_out with p in {1, 2, inf} (default 2)")
     p.add_argument("--tol", default=1e-3, type=float, help="relative gap at which a result counts as exact")
     p.add_argument("--time-limit", default=None, type=float, help="seconds")

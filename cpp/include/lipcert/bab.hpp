@@ -1,6 +1,7 @@
 #pragma once
 /// Exact local Lipschitz constants of piecewise-linear networks by branch and bound over activation
-/// patterns (LipBaB, Bhowmick et al. 2021) on a bounded input box, or on an l1 ball within it.
+/// patterns (LipBaB, Bhowmick et al. 2021) on a bounded input box, or on an l1 ball within it, and
+/// on all of R^n through a homogenised network (lipschitz_bab_global).
 ///
 /// Nodes are the box plus a partial activation assignment. Each node is bounded by
 /// bound_subdomain (a certified bound on the norm of its Jacobian set); neurons are split in layer
@@ -14,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "lipcert/network.hpp"
 #include "lipcert/operator_norm.hpp"
@@ -38,6 +40,13 @@ struct BabOptions {
   /// Restricts the domain to the box's intersection with this ball: regions are pruned, and leaves
   /// certified, by LPs over (x, t) with |x - center| <= t and sum t <= radius; witnesses lie in it.
   std::optional<L1Ball> l1_ball;
+  /// The norm bounded is that of the Jacobian's first jacobian_columns columns: the remaining inputs
+  /// only parametrise the domain (lipschitz_bab_global's homogenising coordinate). 0: every column.
+  int jacobian_columns = 0;
+  /// An extra proof, tried on each node the LP could not prune, that the node's region has no
+  /// interior point in the domain (true prunes the node, so it must be sound). Called on the search
+  /// thread. lipschitz_bab_global sets it.
+  std::function<bool(const Subdomain&, const SubdomainBound&)> prove_no_interior;
 };
 
 struct BabProgress {
@@ -55,10 +64,32 @@ struct BabResult {
   long nodes = 0, pruned_by_bounds = 0, pruned_by_lp = 0, leaves = 0, open = 0;
 };
 
+struct InputBox {
+  Eigen::VectorXd lower, upper;
+};
+
 /// progress (optional) is called every options.progress_interval seconds; returning false stops the search cleanly with
 /// the best certified bounds so far. initial_lower / initial_witness seed the lower bound.
 BabResult lipschitz_bab(const Network& net, const Eigen::VectorXd& lower, const Eigen::VectorXd& upper, Norm p, Norm q,
                         const BabOptions& options, double initial_lower, const Eigen::VectorXd& initial_witness,
                         const std::function<bool(const BabProgress&)>& progress = {});
+
+/// The same search over a union of boxes (each the root of a search tree); they may overlap.
+BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, Norm p, Norm q, const BabOptions& options,
+                        double initial_lower, const Eigen::VectorXd& initial_witness,
+                        const std::function<bool(const BabProgress&)>& progress = {});
+
+/// The exact global constant, over all of R^n, of a network of Dense layers and ReLU/LeakyReLU
+/// activations (Flatten allowed). The search runs on the homogenised network g(x, t) = t f(x / t),
+/// whose regions are the cones over f's regions, on the faces of the cube [-1, 1]^n x [0, 1] other
+/// than t = 0 (2n + 1 boxes, thickened): every region of f with non-empty interior has a cone that
+/// meets them with interior, and dg/dx at (x, t) is J_f(x / t), so the norm of g's first n Jacobian
+/// columns has the same maximum over regions. The witness is x / t for the best leaf (x, t),
+/// re-certified on f; initial_witness is a point of R^n. Throws UnsupportedLayerError for other
+/// layers; options.bounder, options.l1_ball and options.prove_no_interior must be unset (the CPU
+/// bounds g).
+BabResult lipschitz_bab_global(const Network& net, Norm p, Norm q, const BabOptions& options, double initial_lower,
+                               const Eigen::VectorXd& initial_witness,
+                               const std::function<bool(const BabProgress&)>& progress = {});
 
 }  // namespace lipcert

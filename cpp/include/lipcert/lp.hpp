@@ -26,6 +26,8 @@ class LpSolver {
                         const Eigen::Ref<const Eigen::MatrixXd>& g_error,
                         const Eigen::Ref<const Eigen::VectorXd>& h_error,
                         const Eigen::Ref<const Eigen::VectorXd>& lower, const Eigen::Ref<const Eigen::VectorXd>& upper);
+  /// See lipcert::prove_no_nonnegative_solution.
+  bool prove_no_nonnegative_solution(const Eigen::Ref<const Eigen::MatrixXd>& e, const Eigen::Ref<const Eigen::VectorXd>& f);
 
  private:
   void* fresh();  // the instance, emptied of the previous model
@@ -46,5 +48,10 @@ double chebyshev_radius(const Eigen::Ref<const Eigen::MatrixXd>& a,
 bool prove_infeasible(const Eigen::Ref<const Eigen::MatrixXd>& g, const Eigen::Ref<const Eigen::VectorXd>& h,
                       const Eigen::Ref<const Eigen::MatrixXd>& g_error, const Eigen::Ref<const Eigen::VectorXd>& h_error,
                       const Eigen::Ref<const Eigen::VectorXd>& lower, const Eigen::Ref<const Eigen::VectorXd>& upper);
+
+/// Proves {v >= 0 : E v = f} empty (E and f exact), by a Farkas certificate: a y with E^T y >= 0 and
+/// f^T y < 0, checked with outward rounding. Every variable is sign-constrained, so the proof holds on
+/// an unbounded set and survives rounding wherever the infeasibility is strict.
+bool prove_no_nonnegative_solution(const Eigen::Ref<const Eigen::MatrixXd>& e, const Eigen::Ref<const Eigen::VectorXd>& f);
 
 }  // namespace lipcert

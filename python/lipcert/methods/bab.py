@@ -1,5 +1,7 @@
-"""`bab`: exact local Lipschitz constants of ReLU / LeakyReLU networks on a bounded domain by branch
-and bound over activation patterns (the C++ engine, lipcert::lipschitz_bab).
+"""`bab`: exact Lipschitz constants of ReLU / LeakyReLU networks by branch and bound over activation
+patterns (the C++ engine): local ones on a bounded domain (lipcert::lipschitz_bab) and, for networks
+of Dense layers, global ones on all of R^n (lipcert::lipschitz_bab_global, which searches the
+homogenised network t f(x / t)).
 
 The lower bound is seeded by the sampling search of `lower.py`; the engine raises it with certified
 witnesses at the Chebyshev centres of leaf regions. Both bounds are certified; `exact` means they
@@ -17,18 +19,17 @@ from .. import _core
 from .._cuda_loader import cuda_available, cuda_module
 from ..domain import Ball, Box
 from ..errors import UnsupportedLayerError
+from ..layers import Dense
 from ..network import Network
 from .lower import certify_point, inside_domain, lower_bound
 
 DEFAULT_TIME_LIMIT = 60.0
+MAX_NODES = 10_000_000
 
 
 def domain_box(domain):
     """(lower, upper, l1_ball): the box bab searches, and for an l1 Ball the (center, radius) that
     restricts it; l2 balls are not supported by this version."""
-    if domain is None:
-        raise NotImplementedError("method 'bab' needs a bounded domain (lipcert.Box or lipcert.Ball with p=inf or "
-                                  "p=1); global constants by branch and bound are not implemented yet")
     if isinstance(domain, Box):
         return domain.lower.ravel().astype(float), domain.upper.ravel().astype(float), None
     if isinstance(domain, Ball) and domain.p in (1.0, math.inf):
@@ -36,6 +37,17 @@ def domain_box(domain):
         # The ball's bounding box, rounded outward so that it holds every point of the ball.
         return np.nextafter(c - r, -np.inf), np.nextafter(c + r, np.inf), (c, r) if domain.p == 1.0 else None
     raise NotImplementedError(f"method 'bab' supports Box and Ball(p=inf or p=1) domains in this version, not {domain!r}")
+
+
+def check_global_search(net: Network, device: str) -> None:
+    """The global search (domain=None) takes networks of Dense layers, on the CPU."""
+    for i, layer in enumerate(net.layers):
+        if layer.is_affine and not isinstance(layer, Dense):
+            raise UnsupportedLayerError(f"layer {i} ({type(layer).__name__}): method 'bab' with domain=None (the "
+                                        "global constant) takes Dense layers only; bound on a lipcert.Box, or use "
+                                        "autolip, seqlip or sdp for a global upper bound")
+    if device == "cuda":
+        raise ValueError("method 'bab' with domain=None runs on the CPU; use device='cpu' or 'auto'")
 
 
 def terminal_progress(lower, upper, seconds, nodes, open_nodes) -> bool:
@@ -74,22 +86,29 @@ def bab_bound(net: Network, p_in: float, p_out: float, domain, tol: float, time_
             raise UnsupportedLayerError(f"layer {i} ({type(layer).__name__}): method 'bab' needs elementwise "
                                         "piecewise-linear activations (ReLU, LeakyReLU); use naive, autolip or sdp "
                                         "for this network")
-    lo, hi, l1 = domain_box(domain)
+    if domain is None:
+        check_global_search(net, device)
+    else:
+        lo, hi, l1 = domain_box(domain)
     limit = DEFAULT_TIME_LIMIT if time_limit is None else float(time_limit)
     start = time.perf_counter()
     seed_lower, seed_witness, search = lower_bound(net, p_in, p_out, domain, seed=seed,
                                                    time_budget=min(2.0, 0.1 * limit))
     witness = np.zeros(net.input_size) if seed_witness is None else np.asarray(seed_witness, dtype=float).ravel()
     remaining = max(0.0, limit - (time.perf_counter() - start))
-    bounder = subdomain_bounder(net, device)
-    l1_center, l1_radius = l1 if l1 is not None else (None, 0.0)
-    result = _core.lipschitz_bab(net._core, lo, hi, p_in, p_out, tol, remaining, 10_000_000, seed_lower, witness,
-                                 terminal_progress if show_progress else None, bounder,
-                                 l1_center=l1_center, l1_radius=l1_radius)
+    progress = terminal_progress if show_progress else None
+    bounder = None if domain is None else subdomain_bounder(net, device)
+    if domain is None:
+        result = _core.lipschitz_bab_global(net._core, p_in, p_out, tol, remaining, MAX_NODES, seed_lower, witness,
+                                            progress)
+    else:
+        l1_center, l1_radius = l1 if l1 is not None else (None, 0.0)
+        result = _core.lipschitz_bab(net._core, lo, hi, p_in, p_out, tol, remaining, MAX_NODES, seed_lower, witness,
+                                     progress, bounder, l1_center=l1_center, l1_radius=l1_radius)
     if show_progress:
         sys.stderr.write("\n")
     lower, upper, found = result.pop("lower"), result.pop("upper"), result.pop("witness")
-    if lower > 0 and not domain.contains(found):
+    if lower > 0 and domain is not None and not domain.contains(found):
         # The engine keeps witnesses in its outward-rounded box, which can reach an ulp past a ball.
         inside = inside_domain(domain, found)
         value = certify_point(net, inside, p_in, p_out)
