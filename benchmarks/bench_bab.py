@@ -1,4 +1,4 @@
-"""Branch and bound (`bab`) on LipBaB's networks and LipMIP's random suites.
+"""Branch and bound (`bab`) on LipBaB's networks, LipMIP's random suites and ExLipBaB's global ones.
 
     python benchmarks/bench_bab.py [--shared ../shared/data] [--time-limit 300]
 
@@ -6,6 +6,8 @@ Times the C++ engine alone (lipcert._core.lipschitz_bab, unseeded lower bound, b
 warm-up call that starts the thread pool and the per-thread LP solvers) to an exact result
 (tol 1e-9) and to a 1% gap, and the whole lipschitz(method="bab") call. LipBaB's own times (pure
 Python + cvxopt/GLPK, measured on one of these 2-core machines, p = 2) come from shared/data/README.md.
+The global section (domain = all of R^n, lipcert._core.lipschitz_bab_global) sets ExLipBaB's networks
+beside its published exact values and its own times there.
 """
 from __future__ import annotations
 
@@ -24,6 +26,15 @@ LIPBAB = {  # name: (box side, LipBaB's time for p = 2 in seconds, published p =
     "SDnet_(10,15,10,3)": (0.1, 0.44, 9.530716922306004),
     "SDnet_(10,20,15,10,3)": (0.1, 6.05, 40.05651016370293),
     "SDnet_(10,30,30,30,3)": (0.1, 186.6, 19.462799793264388),
+}
+
+
+EXLIPBAB = {  # name: (ExLipBaB's time in seconds or None, published exact global l2 value or None)
+    "iris_net_(4x6x6x3)_ReLU": (0.75, 11.634355134114875),
+    "abalone_net_(9x16x16x1)_ReLU": (82.0, 11.121602332235268),
+    "wine_net_(11x12x12x1)_ReLU": (155.0, 1.7433699967107172),
+    "wine_net_(11x24x24x1)_ReLU": (None, None),
+    "bike_net_(13x20x16x8x3)_ReLU": (None, None),
 }
 
 
@@ -53,6 +64,16 @@ def lipmip_suite(seed=0):
         yield sizes, net, rng.normal(size=2)
 
 
+def global_engine(net, p, tol, limit, repeat=3):
+    """Best-of-`repeat` seconds of the global search alone, and its result."""
+    best = math.inf
+    for _ in range(repeat):
+        t = time.perf_counter()
+        r = _core.lipschitz_bab_global(net._core, p, p, tol, limit, 10_000_000, 0.0, np.zeros(net.input_size), None)
+        best = min(best, time.perf_counter() - t)
+    return best, r
+
+
 def engine(net, lo, hi, p, q, tol, limit, repeat=3):
     """Best-of-`repeat` seconds of the engine alone, and its result."""
     best = math.inf
@@ -67,10 +88,21 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--time-limit", type=float, default=300.0)
+    parser.add_argument("--sections", default="local,lipmip,global", help="comma-separated subset")
     args = parser.parse_args(argv)
+    sections = args.sections.split(",")
 
     warm = load_lipbab(args.shared / "lipbab", "iris_net_(4,5,5,3)")
     engine(warm, np.zeros(4), np.ones(4), 2.0, 2.0, 1e-9, 10.0, repeat=1)
+    if "local" in sections:
+        local_section(args)
+    if "lipmip" in sections:
+        lipmip_section(args)
+    if "global" in sections:
+        global_section(args)
+
+
+def local_section(args):
     print("## LipBaB networks (box [0, side]^n, p -> p)\n")
     print("| network | p | exact value | engine to exact (s) | nodes | engine to 1% (s) | lipschitz() (s) | LipBaB p=2 (s) | speed-up |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -88,12 +120,31 @@ def main(argv=None):
             print(f"| {name} | {p:g} | {value} | {t_exact:.3f} | {r['nodes']} | {t_gap:.3f} | {t_call:.3f} "
                   f"| {lipbab_time if p == 2.0 else ''} | {speed} |", flush=True)
 
+
+
+def lipmip_section(args):
     print("\n## LipMIP suites (l-inf ball radius 0.1, margin c = [1, -1], l-inf -> l1 of the margin)\n")
     print("| network | engine to exact (s) | nodes | value |")
     print("|---|---|---|---|")
     for sizes, net, center in lipmip_suite():
         t, r = engine(net, center - 0.1, center + 0.1, math.inf, 1.0, 1e-9, args.time_limit)
         print(f"| {'-'.join(map(str, sizes))} | {t:.3f} | {r['nodes']} | {r['upper']:.10g} ({r['status']}) |", flush=True)
+
+
+def global_section(args):
+    print("\n## ExLipBaB networks, global (all of R^n), l2 -> l2\n")
+    print("| network | value | published | engine to exact (s) | nodes | engine to 1% (s) | ExLipBaB (s) | speed-up |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, (peer_time, published) in EXLIPBAB.items():
+        net = load_lipbab(args.shared / "exlipbab", name)
+        repeat = 1 if peer_time is None or peer_time > 10 else 3
+        t_exact, r = global_engine(net, 2.0, 1e-9, args.time_limit, repeat)
+        t_gap, g = global_engine(net, 2.0, 1e-2, args.time_limit, repeat)
+        value = f"{r['upper']:.12g}" if r["exact"] else f"[{r['lower']:.6g}, {r['upper']:.6g}] ({r['status']})"
+        gap = f"{t_gap:.3f}" if g["exact"] else f"- ({g['status']})"
+        speed = f"{peer_time / t_exact:.0f}x" if peer_time and r["exact"] else ""
+        print(f"| {name} | {value} | {published or ''} | {t_exact:.3f} | {r['nodes']} | {gap} | {peer_time or ''} "
+              f"| {speed} |", flush=True)
 
 
 if __name__ == "__main__":

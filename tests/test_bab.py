@@ -192,6 +192,13 @@ def test_global_bab_matches_brute_force_over_all_of_rn(seed):
     assert b.lower == pytest.approx(exact_matrix_norm(net.jacobian(b.witness[None])[0], p, q), rel=1e-9)
 
 
+def test_global_bab_reproduces_exlipbab_on_its_iris_network(shared_data):
+    net = load_lipbab(shared_data / "exlipbab", "iris_net_(4x6x6x3)_ReLU")
+    b = lc.lipschitz(net, method="bab", domain=None, tol=1e-9, time_limit=120)
+    assert b.exact and b.upper == pytest.approx(11.634355134114875, rel=1e-9)  # shared/data/README.md
+    assert b.lower == pytest.approx(np.linalg.norm(net.jacobian(b.witness[None])[0], 2), rel=1e-9)
+
+
 def test_global_bab_finds_a_region_far_from_the_origin():
     # slope 6 only beyond x = 1000; sampling near the origin sees 1 (and -2 beyond 1e7)
     net = lc.Network([lc.Dense(np.ones((3, 1)), np.array([-1000.0, 0.0, -1e7])), lc.ReLU(),
