@@ -17,6 +17,34 @@ namespace {
 
 constexpr double kMaxRadius = 1e6;
 
+// Passes an LP with a dense column-major constraint matrix (zeros skipped).
+bool pass_dense_lp(void* highs, const Eigen::Ref<const Eigen::MatrixXd>& a, const std::vector<double>& cost,
+                   const std::vector<double>& col_lower, const std::vector<double>& col_upper,
+                   const std::vector<double>& row_lower, const std::vector<double>& row_upper) {
+  std::vector<HighsInt> start{0}, index;
+  std::vector<double> value;
+  for (Eigen::Index j = 0; j < a.cols(); ++j) {
+    for (Eigen::Index i = 0; i < a.rows(); ++i)
+      if (a(i, j) != 0.0) index.push_back(static_cast<HighsInt>(i)), value.push_back(a(i, j));
+    start.push_back(static_cast<HighsInt>(index.size()));
+  }
+  return Highs_passLp(highs, static_cast<HighsInt>(a.cols()), static_cast<HighsInt>(a.rows()),
+                      static_cast<HighsInt>(index.size()), kHighsMatrixFormatColwise, kHighsObjSenseMinimize, 0.0,
+                      cost.data(), col_lower.data(), col_upper.data(), row_lower.data(), row_upper.data(),
+                      start.data(), index.data(), value.data()) == kHighsStatusOk;
+}
+
+// Runs an LP expected to be infeasible, without presolve (so that the dual ray is in the original
+// rows), and returns HiGHS's dual ray: a candidate Farkas certificate, to be checked.
+bool infeasibility_ray(void* highs, Eigen::Index rows, Eigen::VectorXd* ray) {
+  Highs_setStringOptionValue(highs, "presolve", "off");
+  Highs_run(highs);
+  if (Highs_getModelStatus(highs) != kHighsModelStatusInfeasible) return false;
+  HighsInt has_ray = 0;
+  ray->resize(rows);
+  return Highs_getDualRay(highs, &has_ray, ray->data()) == kHighsStatusOk && has_ray;
+}
+
 }  // namespace
 
 std::string highs_version() { return Highs_version(); }
@@ -137,51 +165,19 @@ bool LpSolver::prove_infeasible(const Eigen::Ref<const Eigen::MatrixXd>& g, cons
   const Eigen::Index m = g.rows(), n = g.cols();
   if (m == 0 || !lower.allFinite() || !upper.allFinite()) return false;
   const double inf = std::numeric_limits<double>::infinity();
-  std::vector<double> cost(n, 0.0), col_lower(lower.data(), lower.data() + n), col_upper(upper.data(), upper.data() + n);
-  std::vector<double> row_lower(m, -inf), row_upper(h.data(), h.data() + m);
-  std::vector<HighsInt> start{0}, index;
-  std::vector<double> value;
-  for (Eigen::Index j = 0; j < n; ++j) {
-    for (Eigen::Index i = 0; i < m; ++i)
-      if (g(i, j) != 0.0) index.push_back(static_cast<HighsInt>(i)), value.push_back(g(i, j));
-    start.push_back(static_cast<HighsInt>(index.size()));
-  }
+  const std::vector<double> col_lower(lower.data(), lower.data() + n), col_upper(upper.data(), upper.data() + n);
   void* highs = fresh();
-  if (Highs_passLp(highs, static_cast<HighsInt>(n), static_cast<HighsInt>(m), static_cast<HighsInt>(index.size()),
-                   kHighsMatrixFormatColwise, kHighsObjSenseMinimize, 0.0, cost.data(), col_lower.data(),
-                   col_upper.data(), row_lower.data(), row_upper.data(), start.data(), index.data(),
-                   value.data()) != kHighsStatusOk)
+  Eigen::VectorXd r;
+  if (!pass_dense_lp(highs, g, std::vector<double>(n, 0.0), col_lower, col_upper, std::vector<double>(m, -inf),
+                     std::vector<double>(h.data(), h.data() + m)) ||
+      !infeasibility_ray(highs, m, &r))
     return false;
-  Highs_setStringOptionValue(highs, "presolve", "off");  // keep the dual ray in the original rows
-  Highs_run(highs);
-  if (Highs_getModelStatus(highs) != kHighsModelStatusInfeasible) return false;
-  HighsInt has_ray = 0;
-  std::vector<double> ray(m, 0.0);
-  if (Highs_getDualRay(highs, &has_ray, ray.data()) != kHighsStatusOk || !has_ray) return false;
-  const Eigen::Map<const Eigen::VectorXd> r(ray.data(), m);
   // The sign convention of the ray is HiGHS's business: try both orientations, keep the proof.
   return farkas_holds(g, h, g_error, h_error, lower, upper, r.cwiseMax(0.0)) ||
          farkas_holds(g, h, g_error, h_error, lower, upper, (-r).cwiseMax(0.0));
 }
 
 namespace {
-
-// Passes an LP with a dense column-major constraint matrix (zeros skipped).
-bool pass_dense_lp(void* highs, const Eigen::Ref<const Eigen::MatrixXd>& a, const std::vector<double>& cost,
-                   const std::vector<double>& col_lower, const std::vector<double>& col_upper,
-                   const std::vector<double>& row_lower, const std::vector<double>& row_upper) {
-  std::vector<HighsInt> start{0}, index;
-  std::vector<double> value;
-  for (Eigen::Index j = 0; j < a.cols(); ++j) {
-    for (Eigen::Index i = 0; i < a.rows(); ++i)
-      if (a(i, j) != 0.0) index.push_back(static_cast<HighsInt>(i)), value.push_back(a(i, j));
-    start.push_back(static_cast<HighsInt>(index.size()));
-  }
-  return Highs_passLp(highs, static_cast<HighsInt>(a.cols()), static_cast<HighsInt>(a.rows()),
-                      static_cast<HighsInt>(index.size()), kHighsMatrixFormatColwise, kHighsObjSenseMinimize, 0.0,
-                      cost.data(), col_lower.data(), col_upper.data(), row_lower.data(), row_upper.data(),
-                      start.data(), index.data(), value.data()) == kHighsStatusOk;
-}
 
 // The rigorous check of one candidate y: E^T y >= 0 and f^T y < 0, rounding bounded.
 bool nonnegative_farkas_holds(const Eigen::Ref<const Eigen::MatrixXd>& e, const Eigen::Ref<const Eigen::VectorXd>& f,
@@ -208,15 +204,9 @@ bool LpSolver::prove_no_nonnegative_solution(const Eigen::Ref<const Eigen::Matri
   if (!pass_dense_lp(highs, e, std::vector<double>(n, 0.0), std::vector<double>(n, 0.0), std::vector<double>(n, inf),
                      rhs, rhs))
     return false;
-  Highs_setStringOptionValue(highs, "presolve", "off");  // keep the dual ray in the original rows
-  Highs_run(highs);
-  if (Highs_getModelStatus(highs) != kHighsModelStatusInfeasible) return false;
-  HighsInt has_ray = 0;
-  std::vector<double> ray(m, 0.0);
-  if (Highs_getDualRay(highs, &has_ray, ray.data()) == kHighsStatusOk && has_ray) {
-    const Eigen::Map<const Eigen::VectorXd> r(ray.data(), m);
-    if (nonnegative_farkas_holds(e, f, r) || nonnegative_farkas_holds(e, f, -r)) return true;
-  }
+  Eigen::VectorXd ray;
+  if (!infeasibility_ray(highs, m, &ray)) return false;
+  if (nonnegative_farkas_holds(e, f, ray) || nonnegative_farkas_holds(e, f, -ray)) return true;
   // A strict certificate, E^T y >= 1 on every column that takes part, with f^T y minimised: it has
   // room for the rounding wherever one exists (no nonzero v >= 0 with E v = 0).
   std::vector<Eigen::Index> used;
