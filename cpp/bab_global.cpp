@@ -91,17 +91,16 @@ class RegionRelaxation {
     enabled_ = true;
   }
 
-  // states: the signs of g's neurons (each layer has f's neurons, then the u channel, ignored).
+  // states: the signs of g's neurons in every activation layer (f's neurons, then the u channel,
+  // ignored).
   bool prove(LpSolver& lp, const std::vector<NeuronStates>& states) const {
     if (!enabled_) return false;
-    const int layers = std::min(static_cast<int>(states.size()), static_cast<int>(slopes_.size()));
-    auto fixed = [&](int k, int i) { return states[k][i] != 0; };
     // Layers 0 .. last: all fully fixed but the last, of which the fixed neurons take part.
     int last = 0;
-    while (last + 1 < layers && !states[last].empty() &&
+    while (last + 1 < static_cast<int>(states.size()) &&
            std::all_of(states[last].begin(), states[last].end() - 1, [](int8_t s) { return s != 0; }))
       ++last;
-    if (last == 0 || states[last].empty()) return false;
+    if (last == 0) return false;
     // Variables: v_i >= 0 with z_i = state_i v_i per fixed neuron, and w_i = |slope| v_i >= 0 per
     // inactive LeakyReLU neuron that feeds the next layer (its output is -sign(slope) w_i).
     std::vector<std::vector<int>> v(last + 1), w(last + 1);
@@ -110,7 +109,7 @@ class RegionRelaxation {
       const int size = static_cast<int>(states[k].size()) - 1;
       v[k].assign(size, -1), w[k].assign(size, -1);
       for (int i = 0; i < size; ++i) {
-        if (!fixed(k, i)) continue;
+        if (states[k][i] == 0) continue;
         v[k][i] = columns++;
         if (k < last && states[k][i] < 0 && slopes_[k] != 0.0) w[k][i] = columns++;
       }
@@ -198,17 +197,14 @@ BabResult lipschitz_bab_global(const Network& net, Norm p, Norm q, const BabOpti
       else face.upper(i) = -0.5;
       faces.push_back(std::move(face));
     }
-  // The seed witness as a point of g's box: (s x0, s) with s = 1 / max(1, ||x0||_inf).
-  const double s = 1.0 / std::max(1.0, initial_witness.cwiseAbs().maxCoeff());
-  Eigen::VectorXd seed(n + 1);
-  seed << (initial_witness * s).cwiseMax(-1.0).cwiseMin(1.0), s;
   BabOptions search = options;
   search.jacobian_columns = n;
   const auto lp = std::make_shared<LpSolver>();
   search.prove_no_interior = [relaxation = RegionRelaxation(net), lp](const Subdomain& s, const SubdomainBound& b) {
     return relaxation.prove(*lp, signs(s, b));
   };
-  BabResult result = lipschitz_bab(g, faces, p, q, search, initial_lower, seed, progress);
+  // The seed's witness stays in f's coordinates: the search only reports whether a leaf beat it.
+  BabResult result = lipschitz_bab(g, faces, p, q, search, initial_lower, Eigen::VectorXd::Zero(n + 1), progress);
 
   // A leaf raised the lower bound at (x, t), t > 0: its point of R^n is x / t, certified again on f
   // itself (the division rounds).
