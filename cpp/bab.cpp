@@ -19,6 +19,7 @@ struct Node {
   Subdomain subdomain;
   SubdomainBound bound;
   double upper;
+  bool region_checked = false;  // the LPs found no proof that the region is empty
 };
 
 struct ByUpper {
@@ -179,12 +180,24 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
   const RegionLp region_lp(net.input_size(), options.l1_ball);
   auto global_upper = [&] { return std::max(closed_upper, open.empty() ? 0.0 : open.top().upper); };
 
-  // Bounds the two children of each parent and drops those proved empty (interval contradiction or a
-  // Farkas-verified LP); a child's Jacobians are among its parent's, so the parent's bound holds too.
+  // Whether a node's region is proved empty (a Farkas-verified LP, or options.prove_no_interior).
+  auto region_empty = [&](const Node& node) {
+    if (region_lp.prove_empty(lp, node.subdomain, node.bound) ||
+        (options.prove_no_interior && options.prove_no_interior(node.subdomain, node.bound))) {
+      ++result.pruned_by_lp;
+      return true;
+    }
+    return false;
+  };
+  // Bounds the two children of each parent whose region is not proved empty, and drops the children
+  // whose bounds are contradictory; a child's Jacobians are among its parent's, so the parent's bound
+  // holds too. The LPs run on a node only when it is split: most nodes leave the queue by their bound
+  // alone, and a bound needs no proof that the region is non-empty.
   auto split = [&](const std::vector<Node>& parents) {
     std::vector<Subdomain> children;
     std::vector<double> parent_upper;
     for (const Node& parent : parents) {
+      if (!parent.region_checked && region_empty(parent)) continue;
       const auto [layer, neuron] = branching_neuron(parent.bound);
       for (int s : {1, -1}) {
         Subdomain child = parent.subdomain;
@@ -196,6 +209,7 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
         parent_upper.push_back(parent.upper);
       }
     }
+    if (children.empty()) return std::vector<Node>{};
     std::vector<SubdomainBound> bounds = bounder->bound(children, p, q);
     restrict_columns(bounds, columns, p, q);
     result.nodes += static_cast<long>(children.size());
@@ -203,12 +217,6 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
     for (size_t i = 0; i < children.size(); ++i) {
       if (!bounds[i].feasible) {
         ++result.pruned_by_bounds;
-        continue;
-      }
-      const SubdomainBound& b = bounds[i];
-      if (region_lp.prove_empty(lp, children[i], b) ||
-          (options.prove_no_interior && options.prove_no_interior(children[i], b))) {
-        ++result.pruned_by_lp;
         continue;
       }
       const double u = std::min(parent_upper[i], bounds[i].norm_upper);
@@ -229,8 +237,19 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
     if (cd.pattern_verified && cd.lower > result.lower) result.lower = cd.lower, result.witness = center;
     return cd.pattern_verified;
   };
-  // A depth-first dive from the best open node, keeping the larger child and queueing the other,
-  // so that leaves (and certified witnesses) are reached early.
+  // Takes a leaf off the search: its bound joins the closed ones unless its region is proved empty.
+  // Returns false for a leaf that keeps its bound without a certified witness.
+  auto close_leaf = [&](const Node& leaf) {
+    if (!certify_leaf(leaf)) {
+      if (!leaf.region_checked && region_empty(leaf)) return true;
+      closed_upper = std::max(closed_upper, leaf.upper);
+      return false;
+    }
+    closed_upper = std::max(closed_upper, leaf.upper);
+    return true;
+  };
+  // A depth-first dive from the best open node, keeping the larger child whose region is not proved
+  // empty and queueing the other, so that leaves (and certified witnesses) are reached early.
   auto dive = [&]() {
     if (open.empty() || open.top().bound.unstable.empty()) return;
     Node node = open.top();
@@ -239,11 +258,14 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
       std::vector<Node> children = split({node});
       if (children.empty()) return;
       std::sort(children.begin(), children.end(), [](const Node& a, const Node& b) { return a.upper > b.upper; });
-      for (size_t i = 1; i < children.size(); ++i) open.push(std::move(children[i]));
-      node = std::move(children[0]);
+      size_t next = 0;
+      while (next < children.size() && region_empty(children[next])) ++next;
+      if (next == children.size()) return;
+      for (size_t i = next + 1; i < children.size(); ++i) open.push(std::move(children[i]));
+      node = std::move(children[next]);
+      node.region_checked = true;
     }
-    closed_upper = std::max(closed_upper, node.upper);
-    certify_leaf(node);
+    close_leaf(node);
   };
 
   for (long iteration = 0;; ++iteration) {
@@ -274,8 +296,7 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
     if (open.top().bound.unstable.empty()) {
       Node leaf = open.top();
       open.pop();
-      closed_upper = std::max(closed_upper, leaf.upper);
-      if (!certify_leaf(leaf) && closed_upper == leaf.upper && closed_upper > result.lower * (1 + options.tol)) {
+      if (!close_leaf(leaf) && closed_upper == leaf.upper && closed_upper > result.lower * (1 + options.tol)) {
         result.status = "stalled";  // the largest leaf has no interior point we can certify
         break;
       }

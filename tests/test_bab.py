@@ -83,6 +83,17 @@ def test_time_limit_returns_the_best_certified_pair(shared_data):
     assert b.stats["status"] in ("time_limit", "converged")
 
 
+def test_leaves_reached_without_an_lp_are_proved_empty_not_left_open(shared_data):
+    # The LPs run only on nodes that are split, so leaves reach certification unchecked; on this net
+    # (l-inf) the largest of them have empty regions, and must be dropped by a proof instead of
+    # stalling the search.
+    net = load_lipbab(shared_data / "lipbab", "SDnet_(10,30,30,30,3)")
+    box = lc.Box(np.zeros(10), np.full(10, 0.1))
+    b = lc.lipschitz(net, method="bab", norm=math.inf, domain=box, tol=1e-9, time_limit=60)
+    assert b.exact and abs(b.upper - 39.11036425646691) <= 1e-9 * 39.11036425646691
+    assert b.stats["pruned_by_lp"] > 0
+
+
 def test_a_global_bound_caps_bab_where_the_search_is_far_from_closing():
     # A 64-dimensional l2 question in 0.3 s: the search's own bound stays above the global product.
     net = random_mlp(np.random.default_rng(3), [64, 32, 32, 10])
