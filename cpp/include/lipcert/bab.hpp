@@ -7,8 +7,9 @@
 /// bound_subdomain (a certified bound on the norm of its Jacobian set); neurons are split in layer
 /// order, so the region of every node is a polytope whose constraints are exact affine functions of
 /// the input (computed with error bounds). A node is pruned only when its interval bounds contradict
-/// its assignment or when HiGHS's infeasibility is re-proved by a Farkas certificate
-/// (prove_infeasible). A leaf (every neuron determined) has a single Jacobian; its region's
+/// its assignment or when its region is proved empty by a Farkas certificate (prove_infeasible);
+/// that proof is sought only for nodes about to be split and for leaves that could not be
+/// certified, since most nodes leave the queue by their bound alone. A leaf (every neuron determined) has a single Jacobian; its region's
 /// Chebyshev centre, certified by certified_directional_lower, gives a witness and a lower bound.
 #include <functional>
 #include <limits>

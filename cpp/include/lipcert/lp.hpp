@@ -43,8 +43,9 @@ double chebyshev_radius(const Eigen::Ref<const Eigen::MatrixXd>& a,
 
 /// Proves {x : G* x <= h*, lower <= x <= upper} empty for every (G*, h*) with |G* - g| <= g_error and
 /// |h* - h| <= h_error elementwise (a bounded box is required), by a Farkas certificate: a y >= 0 for
-/// which min over the box of y^T G* x exceeds y^T h*, checked with outward rounding. HiGHS supplies
-/// candidate certificates (dual rays); nothing HiGHS says is trusted without this check.
+/// which min over the box of y^T G* x exceeds y^T h*, checked with outward rounding. Each row alone is tried
+/// first (a single row needs no LP); then HiGHS supplies a candidate (its dual ray), trusted only
+/// through the same check.
 bool prove_infeasible(const Eigen::Ref<const Eigen::MatrixXd>& g, const Eigen::Ref<const Eigen::VectorXd>& h,
                       const Eigen::Ref<const Eigen::MatrixXd>& g_error, const Eigen::Ref<const Eigen::VectorXd>& h_error,
                       const Eigen::Ref<const Eigen::VectorXd>& lower, const Eigen::Ref<const Eigen::VectorXd>& upper);
