@@ -1,13 +1,16 @@
-"""Branch and bound (`bab`) on LipBaB's networks, LipMIP's random suites and ExLipBaB's global ones.
+"""Branch and bound (`bab`) on LipBaB's networks, LipMIP's and Shi et al.'s random suites and ExLipBaB's global ones.
 
-    python benchmarks/bench_bab.py [--shared ../shared/data] [--time-limit 300]
+    python benchmarks/bench_bab.py [--shared ../shared/data] [--time-limit 300] [--plot bounds.png]
 
 Times the C++ engine alone (lipcert._core.lipschitz_bab, unseeded lower bound, best of 3, after a
 warm-up call that starts the thread pool and the per-thread LP solvers) to an exact result
 (tol 1e-9) and to a 1% gap, and the whole lipschitz(method="bab") call. LipBaB's own times (pure
 Python + cvxopt/GLPK, measured on one of these 2-core machines, p = 2) come from shared/data/README.md.
 The global section (domain = all of R^n, lipcert._core.lipschitz_bab_global) sets ExLipBaB's networks
-beside its published exact values and its own times there.
+beside its published exact values and its own times there. Shi et al. (2022)'s suite is 16-w-w-10
+random ReLU nets, w in {16, 32, 64}, in the l-inf -> l-inf norm; no recipe fixes its domains here, so
+each net gets l-inf balls of radius 0.03 and 0.1 around a random centre. --plot draws lower and
+upper bound against time for the largest of them (matplotlib).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import numpy as np
 
 import lipcert as lc
 from lipcert import _core
+from lipcert.methods.bab import INPUT_BISECTION
 
 LIPBAB = {  # name: (box side, LipBaB's time for p = 2 in seconds, published p = 2 value)
     "iris_net_(4,5,5,3)": (1.0, 0.065, 6.771454513402937),
@@ -64,6 +68,13 @@ def lipmip_suite(seed=0):
         yield sizes, net, rng.normal(size=2)
 
 
+def shi_suite(seed=0):
+    """Shi et al. (2022)'s 16-w-w-10 nets; (width, network, ball centre) each."""
+    rng = np.random.default_rng(seed)
+    for width in (16, 32, 64):
+        yield width, random_relu_net(rng, [16, width, width, 10]), rng.normal(size=16)
+
+
 def global_engine(net, p, tol, limit, repeat=3):
     """Best-of-`repeat` seconds of the global search alone, and its result."""
     best = math.inf
@@ -74,12 +85,13 @@ def global_engine(net, p, tol, limit, repeat=3):
     return best, r
 
 
-def engine(net, lo, hi, p, q, tol, limit, repeat=3):
+def engine(net, lo, hi, p, q, tol, limit, repeat=3, bisection=0):
     """Best-of-`repeat` seconds of the engine alone, and its result."""
     best = math.inf
     for _ in range(repeat):
         t = time.perf_counter()
-        r = _core.lipschitz_bab(net._core, lo, hi, p, q, tol, limit, 10_000_000, 0.0, np.zeros(net.input_size), None)
+        r = _core.lipschitz_bab(net._core, lo, hi, p, q, tol, limit, 10_000_000, 0.0, np.zeros(net.input_size), None,
+                                input_bisection=bisection)
         best = min(best, time.perf_counter() - t)
     return best, r
 
@@ -88,7 +100,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--time-limit", type=float, default=300.0)
-    parser.add_argument("--sections", default="local,lipmip,global", help="comma-separated subset")
+    parser.add_argument("--sections", default="local,lipmip,shi,global", help="comma-separated subset")
+    parser.add_argument("--plot", type=Path, help="PNG of the bounds against time on Shi et al.'s widest net")
     args = parser.parse_args(argv)
     sections = args.sections.split(",")
 
@@ -98,6 +111,10 @@ def main(argv=None):
         local_section(args)
     if "lipmip" in sections:
         lipmip_section(args)
+    if "shi" in sections:
+        shi_section(args)
+    if args.plot:
+        plot_bounds(args)
     if "global" in sections:
         global_section(args)
 
@@ -123,12 +140,62 @@ def local_section(args):
 
 
 def lipmip_section(args):
-    print("\n## LipMIP suites (l-inf ball radius 0.1, margin c = [1, -1], l-inf -> l1 of the margin)\n")
-    print("| network | engine to exact (s) | nodes | value |")
-    print("|---|---|---|---|")
+    print("\n## LipMIP suites (l-inf balls, margin c = [1, -1], l-inf -> l1 of the margin)\n")
+    print("Input bisection is what lipschitz() uses on these 2-D inputs (threshold "
+          f"{INPUT_BISECTION}); neuron splits only beside it.\n")
+    print("| network | radius | value | to exact (s) | nodes | to 1% (s) | neuron splits only: to exact (s) | nodes | speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for sizes, net, center in lipmip_suite():
-        t, r = engine(net, center - 0.1, center + 0.1, math.inf, 1.0, 1e-9, args.time_limit)
-        print(f"| {'-'.join(map(str, sizes))} | {t:.3f} | {r['nodes']} | {r['upper']:.10g} ({r['status']}) |", flush=True)
+        for radius in (0.1, 1.0):
+            lo, hi = center - radius, center + radius
+            t, r = engine(net, lo, hi, math.inf, 1.0, 1e-9, args.time_limit, bisection=INPUT_BISECTION)
+            t_gap, _ = engine(net, lo, hi, math.inf, 1.0, 1e-2, args.time_limit, bisection=INPUT_BISECTION)
+            t_neuron, n = engine(net, lo, hi, math.inf, 1.0, 1e-9, args.time_limit, repeat=1)
+            value = f"{r['upper']:.10g}" if r["exact"] else f"[{r['lower']:.6g}, {r['upper']:.6g}] ({r['status']})"
+            neuron = f"{t_neuron:.4f}" if n["exact"] else f"- ({n['status']}, upper {n['upper']:.4g})"
+            print(f"| {'-'.join(map(str, sizes))} | {radius} | {value} | {t:.4f} | {r['nodes']} | {t_gap:.4f} "
+                  f"| {neuron} | {n['nodes']} | {t_neuron / t:.1f}x |", flush=True)
+
+
+def shi_section(args):
+    print("\n## Shi et al.'s suite (16-w-w-10, l-inf ball around a random centre, l-inf -> l-inf)\n")
+    print("| network | radius | value | engine to exact (s) | nodes | engine to 1% (s) |")
+    print("|---|---|---|---|---|---|")
+    for width, net, center in shi_suite():
+        for radius in (0.03, 0.1):
+            lo, hi = center - radius, center + radius
+            t, r = engine(net, lo, hi, math.inf, math.inf, 1e-9, args.time_limit, repeat=1)
+            t_gap, g = engine(net, lo, hi, math.inf, math.inf, 1e-2, args.time_limit, repeat=1)
+            value = f"{r['upper']:.10g}" if r["exact"] else f"[{r['lower']:.6g}, {r['upper']:.6g}] ({r['status']})"
+            gap = f"{t_gap:.3f}" if g["exact"] else f"- ({g['status']})"
+            print(f"| 16-{width}-{width}-10 | {radius} | {value} | {t:.3f} | {r['nodes']} | {gap} |", flush=True)
+
+
+def plot_bounds(args):
+    """Certified lower and upper bound against time, from the engine's progress reports."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    width, net, center = list(shi_suite())[-1]
+    trace = []
+    start = time.perf_counter()
+    r = _core.lipschitz_bab(net._core, center - 0.1, center + 0.1, math.inf, math.inf, 1e-9, args.time_limit,
+                            10_000_000, 0.0, np.zeros(net.input_size), lambda *state: trace.append(state) or True,
+                            progress_interval=0.05)
+    trace.append((r["lower"], r["upper"], time.perf_counter() - start))
+    seconds = [s[2] for s in trace]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.step(seconds, [s[1] for s in trace], where="post", label="certified upper")
+    ax.step(seconds, [s[0] for s in trace], where="post", label="certified lower (attained)")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("local Lipschitz constant, l-inf -> l-inf")
+    ax.set_title(f"bab on 16-{width}-{width}-10, l-inf ball radius 0.1 ({r['status']})")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(args.plot, dpi=120)
+    print(f"\nbounds against time: {args.plot} ({r['nodes']} nodes, [{r['lower']:.6g}, {r['upper']:.6g}])")
 
 
 def global_section(args):

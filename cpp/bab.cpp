@@ -3,8 +3,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <memory>
 #include <queue>
+#include <string>
 #include <vector>
+
+#include <omp.h>
 
 #include "lipcert/certified_jvp.hpp"
 #include "lipcert/lp.hpp"
@@ -14,6 +18,9 @@
 namespace lipcert {
 
 namespace {
+
+// Input bisection stops at boxes this narrow (relative to the root box) on every side.
+constexpr double kMinRelativeWidth = 0x1.0p-12;
 
 struct Node {
   Subdomain subdomain;
@@ -150,6 +157,9 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
   if (options.jacobian_columns < 0 || options.jacobian_columns > net.input_size())
     throw std::invalid_argument("lipschitz_bab: jacobian_columns must be between 0 and the input size");
   const int columns = options.jacobian_columns;
+  Eigen::VectorXd root_width = Eigen::VectorXd::Zero(net.input_size());
+  for (const InputBox& box : boxes) root_width = root_width.cwiseMax(box.upper - box.lower);
+  root_width = root_width.cwiseMax(std::numeric_limits<double>::min());
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
@@ -176,14 +186,19 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
       }
     result.nodes = static_cast<long>(roots.size());
   }
-  LpSolver lp;  // this run's HiGHS instance: the search itself runs on one thread
+  // One HiGHS instance per thread: the search runs on one, and the region checks of a batch of
+  // parents on all of them (LPs are most of the search's own time).
+  std::vector<std::unique_ptr<LpSolver>> lps(std::max(1, omp_get_max_threads()));
+  for (auto& solver : lps) solver = std::make_unique<LpSolver>();
+  LpSolver& lp = *lps[0];
   const RegionLp region_lp(net.input_size(), options.l1_ball);
   auto global_upper = [&] { return std::max(closed_upper, open.empty() ? 0.0 : open.top().upper); };
 
-  // Whether a node's region is proved empty (a Farkas-verified LP, or options.prove_no_interior).
-  auto region_empty = [&](const Node& node) {
-    if (region_lp.prove_empty(lp, node.subdomain, node.bound) ||
-        (options.prove_no_interior && options.prove_no_interior(node.subdomain, node.bound))) {
+  // Whether a node's region is proved empty: by a Farkas-verified LP (its outcome passed in as
+  // proved_by_lp when another thread ran it) or by options.prove_no_interior.
+  auto region_empty = [&](const Node& node, int proved_by_lp = -1) {
+    const bool by_lp = proved_by_lp >= 0 ? proved_by_lp > 0 : region_lp.prove_empty(lp, node.subdomain, node.bound);
+    if (by_lp || (options.prove_no_interior && options.prove_no_interior(node.subdomain, node.bound))) {
       ++result.pruned_by_lp;
       return true;
     }
@@ -194,10 +209,42 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
   // holds too. The LPs run on a node only when it is split: most nodes leave the queue by their bound
   // alone, and a bound needs no proof that the region is non-empty.
   auto split = [&](const std::vector<Node>& parents) {
+    const int count = static_cast<int>(parents.size());
+    std::vector<char> proved_empty(count, 0);
+    std::vector<std::string> errors(count);
+#pragma omp parallel for schedule(dynamic) if (count > 1)
+    for (int i = 0; i < count; ++i) {
+      if (parents[i].region_checked) continue;
+      try {
+        proved_empty[i] = region_lp.prove_empty(*lps[omp_get_thread_num() % lps.size()], parents[i].subdomain,
+                                                parents[i].bound);
+      } catch (const std::exception& e) {
+        errors[i] = e.what();
+      }
+    }
+    for (const auto& e : errors)
+      if (!e.empty()) throw std::runtime_error(e);
     std::vector<Subdomain> children;
     std::vector<double> parent_upper;
-    for (const Node& parent : parents) {
-      if (!parent.region_checked && region_empty(parent)) continue;
+    for (int i = 0; i < count; ++i) {
+      const Node& parent = parents[i];
+      if (!parent.region_checked && region_empty(parent, proved_empty[i])) continue;
+      Eigen::Index side = 0;  // the widest side relative to the root box's
+      const double relative_width =
+          ((parent.subdomain.upper - parent.subdomain.lower).array() / root_width.array()).maxCoeff(&side);
+      // A smaller box fixes more neurons, but not those whose kinks meet inside it, however small:
+      // after kMinRelativeWidth neuron splits take over.
+      if (options.input_bisection > 0 && static_cast<int>(parent.bound.unstable.size()) > options.input_bisection &&
+          relative_width > kMinRelativeWidth) {
+        const double middle = parent.subdomain.lower(side) / 2 + parent.subdomain.upper(side) / 2;
+        for (int half : {0, 1}) {
+          Subdomain child = parent.subdomain;
+          (half ? child.lower : child.upper)(side) = middle;
+          children.push_back(std::move(child));
+          parent_upper.push_back(parent.upper);
+        }
+        continue;
+      }
       const auto [layer, neuron] = branching_neuron(parent.bound);
       for (int s : {1, -1}) {
         Subdomain child = parent.subdomain;

@@ -97,9 +97,117 @@ struct AffinePrefix {
   }
 };
 
+// Linear bounds on the activation layers' inputs by backward propagation of linear relaxations
+// (CROWN, Zhang et al. 2018): after free neurons the interval bounds wrap with every layer, while
+// one linear function of the input over the whole subdomain does not. Every floating-point
+// product's error is folded into the constant through the interval bound on the vector it
+// multiplies, so each stage restarts from coefficients that are exact as numbers.
+class LinearRelaxation {
+ public:
+  LinearRelaxation(const Network& net, const Eigen::VectorXd& box_lo, const Eigen::VectorXd& box_hi)
+      : layers_(net.layers()), box_lo_(box_lo), box_hi_(box_hi), magnitude_(layers_.size()), relaxed_(layers_.size()) {}
+
+  /// Records max |v| of the vector entering the non-activation layer `index`.
+  void enter(size_t index, const Eigen::VectorXd& lo, const Eigen::VectorXd& hi) {
+    magnitude_[index] = lo.cwiseAbs().cwiseMax(hi.cwiseAbs());
+  }
+
+  /// Relaxes the activation at `index` on its final input bounds [lo, hi] (and records them): per neuron, lines with
+  /// a_lo z + b_lo <= s(z) <= a_up z + b_up there, with s(z) = z (z >= 0), slope z (z < 0).
+  void relax(size_t index, const Eigen::VectorXd& lo, const Eigen::VectorXd& hi, double slope) {
+    magnitude_[index] = lo.cwiseAbs().cwiseMax(hi.cwiseAbs());
+    Relaxed& r = relaxed_[index];
+    const Eigen::Index n = lo.size();
+    r.a_up.resize(n), r.b_up.resize(n), r.a_lo.resize(n), r.b_lo.resize(n);
+    for (Eigen::Index i = 0; i < n; ++i) {
+      const double l = lo(i), u = hi(i);
+      r.b_up(i) = r.b_lo(i) = 0.0;
+      if (l >= 0) {
+        r.a_up(i) = r.a_lo(i) = 1.0;
+      } else if (u <= 0) {
+        r.a_up(i) = r.a_lo(i) = slope;
+      } else {
+        // s is convex for slope <= 1 (the chord is above it, any line through 0 with a slope in
+        // [slope, 1] below it) and concave otherwise (the other way round). The chord's rounded
+        // slope keeps the line above (below) s at both ends, hence on [l, u], by its offset
+        // computed from the ends with directed rounding.
+        const double chord = (u - slope * l) / (u - l);
+        const double tangent = u >= -l ? 1.0 : slope;
+        if (slope <= 1.0) {
+          r.a_up(i) = chord;
+          r.b_up(i) = std::max(round_up(u - mul_down(chord, u)), round_up(mul_up(slope, l) - mul_down(chord, l)));
+          r.a_lo(i) = tangent;
+        } else {
+          r.a_lo(i) = chord;
+          r.b_lo(i) = std::min(round_down(u - mul_up(chord, u)), round_down(mul_down(slope, l) - mul_up(chord, l)));
+          r.a_up(i) = tangent;
+        }
+      }
+    }
+  }
+
+  /// Certified upper bounds of s^T v for each column s of `directions`, v the vector entering layer
+  /// `index`, over the subdomain.
+  Eigen::VectorXd upper(size_t index, const Eigen::MatrixXd& directions) const {
+    Eigen::MatrixXd lam = directions;
+    const Eigen::Index k = lam.cols();
+    Eigen::VectorXd constant = Eigen::VectorXd::Zero(k), magnitude = Eigen::VectorXd::Zero(k),
+                    folded = Eigen::VectorXd::Zero(k);
+    double terms = 0;  // length of the longest chain of additions into constant
+    for (size_t j = index; j-- > 0;) {
+      const Layer& l = layers_[j];
+      if (l.is_affine()) {
+        // s^T (A v + b) = (A^T s)^T v + s^T b; |A^T s - fl(A^T s)| <= g |A|^T |s|
+        const double g = gamma(l.out_shape.size() + 2);
+        const Eigen::MatrixXd abs_lam = lam.cwiseAbs();
+        const Eigen::VectorXd b = apply_linear(l, Eigen::VectorXd::Zero(l.in_shape.size()), true).col(0);
+        constant += lam.transpose() * b;
+        magnitude += abs_lam.transpose() * b.cwiseAbs();
+        folded += (apply_linear_transpose(l, abs_lam, true) * (2 * g)).transpose() * magnitude_[j];
+        lam = apply_linear_transpose(l, lam);
+        terms += l.out_shape.size() + 1;
+      } else if (l.is_activation()) {
+        const Relaxed& r = relaxed_[j];
+        for (Eigen::Index c = 0; c < k; ++c)
+          for (Eigen::Index i = 0; i < lam.rows(); ++i) {
+            const double s = lam(i, c);
+            const double a = s >= 0 ? r.a_up(i) : r.a_lo(i), b = s >= 0 ? r.b_up(i) : r.b_lo(i);
+            constant(c) += s * b;
+            magnitude(c) += std::abs(s * b);
+            lam(i, c) = s * a;
+            folded(c) += 2 * kUnitRoundoff * std::abs(lam(i, c)) * magnitude_[j](i);
+          }
+        terms += lam.rows() + 1;
+      }
+    }
+    // the input box: s^T x <= s^T xc + |s|^T xr
+    const Eigen::VectorXd xc = box_lo_ / 2 + box_hi_ / 2;
+    const Eigen::VectorXd xr = (box_hi_ - xc).cwiseMax(xc - box_lo_).unaryExpr([](double v) { return round_up(v); });
+    const Eigen::MatrixXd abs_lam = lam.cwiseAbs();
+    const Eigen::VectorXd radius = abs_lam.transpose() * xr;
+    const Eigen::VectorXd value = constant + lam.transpose() * xc + radius;
+    magnitude += abs_lam.transpose() * xc.cwiseAbs() + radius;
+    terms += lam.rows() + 4;
+    const double g = gamma(2 * terms + 8);
+    Eigen::VectorXd result(k);
+    for (Eigen::Index c = 0; c < k; ++c)
+      result(c) = round_up(value(c) + (magnitude(c) * g + folded(c)) * (1 + g) + std::abs(value(c)) * (2 * kUnitRoundoff));
+    return result;
+  }
+
+ private:
+  struct Relaxed {
+    Eigen::VectorXd a_up, b_up, a_lo, b_lo;
+  };
+  const std::vector<Layer>& layers_;
+  const Eigen::VectorXd &box_lo_, &box_hi_;
+  std::vector<Eigen::VectorXd> magnitude_;
+  std::vector<Relaxed> relaxed_;
+};
+
 }  // namespace
 
-SubdomainBound bound_subdomain(const Network& net, const Subdomain& sub, Norm p, Norm q) {
+SubdomainBound bound_subdomain(const Network& net, const Subdomain& sub, Norm p, Norm q, bool linear_relaxation) {
   const int n = net.input_size();
   if (sub.lower.size() != n || sub.upper.size() != n)
     throw std::invalid_argument("bound_subdomain: the box must have the network's input size");
@@ -114,8 +222,12 @@ SubdomainBound bound_subdomain(const Network& net, const Subdomain& sub, Norm p,
   // Forward: interval bounds and the derivative interval [d_mid - d_rad, d_mid + d_rad] per neuron.
   std::vector<Eigen::VectorXd> d_mid, d_rad;
   AffinePrefix prefix(n);
+  const bool relaxing = linear_relaxation && bounded;
+  LinearRelaxation relaxation(net, sub.lower, sub.upper);
   int act = 0;
-  for (const Layer& l : net.layers()) {
+  for (size_t index = 0; index < net.layers().size(); ++index) {
+    const Layer& l = net.layers()[index];
+    if (relaxing && !l.is_activation()) relaxation.enter(index, lo, hi);
     if (l.is_affine()) {
       if (bounded) affine_interval(l, lo, hi);
       else lo = Eigen::VectorXd::Constant(l.out_shape.size(), -kInf), hi = Eigen::VectorXd::Constant(l.out_shape.size(), kInf);
@@ -135,6 +247,14 @@ SubdomainBound bound_subdomain(const Network& net, const Subdomain& sub, Norm p,
         throw std::invalid_argument("bound_subdomain: activation layer " + std::to_string(act) + " has " +
                                     std::to_string(lo.size()) + " neurons but the assignment has " +
                                     std::to_string(states->size()));
+      if (relaxing && !prefix.exact) {
+        const Eigen::Index k = lo.size();
+        Eigen::MatrixXd directions(k, 2 * k);
+        directions << Eigen::MatrixXd::Identity(k, k), -Eigen::MatrixXd::Identity(k, k);
+        const Eigen::VectorXd bounds = relaxation.upper(index, directions);
+        hi = hi.cwiseMin(bounds.head(k));
+        lo = lo.cwiseMax(-bounds.tail(k));
+      }
       Eigen::VectorXd dm(lo.size()), dr(lo.size());
       for (Eigen::Index i = 0; i < lo.size(); ++i) {
         const int s = states ? (*states)[i] : 0;
@@ -147,6 +267,7 @@ SubdomainBound bound_subdomain(const Network& net, const Subdomain& sub, Norm p,
       }
       result.pre_lower.push_back(lo);
       result.pre_upper.push_back(hi);
+      if (relaxing) relaxation.relax(index, lo, hi, slope);
       if (prefix.exact) {
         if (states)
           for (Eigen::Index i = 0; i < lo.size(); ++i)
@@ -229,17 +350,17 @@ SubdomainBound::Unstable unstable_neuron(const SubdomainBound& b, int layer, int
 }
 
 std::vector<SubdomainBound> CpuSubdomainBounder::bound(const std::vector<Subdomain>& subdomains, Norm p, Norm q) {
-  return bound_subdomains(net_, subdomains, p, q);
+  return bound_subdomains(net_, subdomains, p, q, linear_relaxation_);
 }
 
 std::vector<SubdomainBound> bound_subdomains(const Network& net, const std::vector<Subdomain>& subdomains, Norm p,
-                                             Norm q) {
+                                             Norm q, bool linear_relaxation) {
   std::vector<SubdomainBound> results(subdomains.size());
   std::vector<std::string> errors(subdomains.size());
 #pragma omp parallel for schedule(dynamic)
   for (size_t i = 0; i < subdomains.size(); ++i) {
     try {
-      results[i] = bound_subdomain(net, subdomains[i], p, q);
+      results[i] = bound_subdomain(net, subdomains[i], p, q, linear_relaxation);
     } catch (const std::exception& e) {
       errors[i] = e.what();
     }

@@ -265,7 +265,8 @@ PYBIND11_MODULE(_core, m) {
       m, "SubdomainBounder", "Bounds batches of branch-and-bound subdomains (CPU here; the GPU one in lipcert._cuda).")
       .def_property_readonly("preferred_batch", &SubdomainBounder::preferred_batch);
   py::class_<CpuSubdomainBounder, SubdomainBounder, std::shared_ptr<CpuSubdomainBounder>>(m, "CpuSubdomainBounder")
-      .def(py::init<const Network&>(), py::keep_alive<1, 2>());
+      .def(py::init<const Network&, bool>(), py::keep_alive<1, 2>(), py::arg("net"), py::arg("linear_relaxation") = true,
+           "linear_relaxation=False: interval pre-activation bounds only (what the GPU bounder computes).");
 
   m.def("bound_subdomains", [](const Network& net, const Eigen::MatrixXd& lowers, const Eigen::MatrixXd& uppers,
                                const std::vector<std::vector<NeuronStates>>& states, double p, double q,
@@ -326,9 +327,11 @@ PYBIND11_MODULE(_core, m) {
                             double q, double tol, double time_limit, long max_nodes, double initial_lower,
                             const Eigen::VectorXd& initial_witness, py::object progress,
                             std::shared_ptr<SubdomainBounder> bounder, int batch, double progress_interval,
-                            std::optional<Eigen::VectorXd> l1_center, double l1_radius) {
+                            std::optional<Eigen::VectorXd> l1_center, double l1_radius, int input_bisection) {
     BabOptions options = bab_options(tol, time_limit, max_nodes, batch, progress_interval);
     if (l1_center) options.l1_ball = L1Ball{*l1_center, l1_radius};
+    if (input_bisection < 0) throw std::invalid_argument("lipschitz_bab: input_bisection must be >= 0");
+    options.input_bisection = input_bisection;
     options.bounder = std::move(bounder);
     const auto callback = bab_progress(progress);
     BabResult r;
@@ -341,7 +344,7 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("net"), py::arg("lower"), py::arg("upper"), py::arg("p"), py::arg("q"), py::arg("tol"),
      py::arg("time_limit"), py::arg("max_nodes"), py::arg("initial_lower"), py::arg("initial_witness"),
      py::arg("progress"), py::arg("bounder") = nullptr, py::arg("batch") = 0, py::arg("progress_interval") = 0.5,
-     py::arg("l1_center") = py::none(), py::arg("l1_radius") = 0.0,
+     py::arg("l1_center") = py::none(), py::arg("l1_radius") = 0.0, py::arg("input_bisection") = 0,
      "Branch and bound over activation patterns on a box (or an l1 ball in it): certified bounds and a witness.");
   m.def("lipschitz_bab_global", [](const Network& net, double p, double q, double tol, double time_limit,
                                    long max_nodes, double initial_lower, const Eigen::VectorXd& initial_witness,

@@ -56,8 +56,8 @@ def test_bab_matches_brute_force_on_small_boxes(p, q):
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**31 - 1), hidden=st.integers(2, 6), nodes=st.integers(1, 40),
-       p=st.sampled_from(NORMS), leaky=st.booleans())
-def test_lower_le_exact_le_upper_at_every_node_limit(seed, hidden, nodes, p, leaky):
+       p=st.sampled_from(NORMS), leaky=st.booleans(), bisection=st.sampled_from([0, 1, 4]))
+def test_lower_le_exact_le_upper_at_every_node_limit(seed, hidden, nodes, p, leaky, bisection):
     from lipcert import _core
 
     rng = np.random.default_rng(seed)
@@ -65,7 +65,8 @@ def test_lower_le_exact_le_upper_at_every_node_limit(seed, hidden, nodes, p, lea
     net = random_mlp(rng, [2, hidden, hidden, 2], act)
     lo, hi = rng.uniform(-1, 0, 2), rng.uniform(0, 1, 2)
     exact = brute_force_global_constant(net, p, p, lo, hi) if not leaky else None
-    r = _core.lipschitz_bab(net._core, lo, hi, p, p, 0.0, 30.0, nodes, 0.0, np.zeros(2), None)
+    r = _core.lipschitz_bab(net._core, lo, hi, p, p, 0.0, 30.0, nodes, 0.0, np.zeros(2), None,
+                            input_bisection=bisection)
     assert r["lower"] <= r["upper"]
     if exact is not None:
         assert r["lower"] <= exact * (1 + 1e-12) and exact <= r["upper"] * (1 + 1e-12)
@@ -73,6 +74,40 @@ def test_lower_le_exact_le_upper_at_every_node_limit(seed, hidden, nodes, p, lea
         jac = net.jacobian(r["witness"][None])[0]
         assert r["lower"] <= exact_matrix_norm(jac, p, p) * (1 + 1e-12)
         assert np.all(r["witness"] >= lo) and np.all(r["witness"] <= hi)
+
+
+@pytest.mark.parametrize("p,q", [(2.0, 2.0), (1.0, 1.0), (math.inf, 1.0)])
+def test_input_bisection_matches_brute_force(p, q):
+    """Boxes halved down to their smallest and neuron splits after: exact on boxes and l1 balls."""
+    from lipcert import _core
+
+    rng = np.random.default_rng(61)
+    for bisection in (1, 4):
+        net = random_mlp(rng, [2, 5, 5, 2])
+        lo, hi = -np.ones(2), np.ones(2)
+        center, radius = rng.uniform(-0.3, 0.3, 2), 0.8
+        for ball in (None, (center, radius)):
+            exact = brute_force_global_constant(net, p, q, lo, hi, l1_ball=ball)
+            r = _core.lipschitz_bab(net._core, lo, hi, p, q, 1e-10, 60.0, 10_000_000, 0.0, np.zeros(2), None,
+                                    l1_center=None if ball is None else center, l1_radius=radius,
+                                    input_bisection=bisection)
+            assert r["exact"]
+            assert r["lower"] <= exact * (1 + 1e-12) and exact <= r["upper"] * (1 + 1e-12)
+            assert r["upper"] == pytest.approx(exact, rel=1e-9)
+            assert exact_matrix_norm(net.jacobian(r["witness"][None])[0], p, q) >= r["lower"]
+
+
+def test_low_dimensional_inputs_get_input_bisection_by_default():
+    rng = np.random.default_rng(62)
+    for n, expected in ((2, 4), (3, 0)):
+        net = random_mlp(rng, [n, 6, 6, 2])
+        b = lc.lipschitz(net, method="bab", domain=lc.Ball(np.zeros(n), 1.0), tol=1e-9)
+        assert b.exact and b.stats["input_bisection"] == expected
+    with pytest.raises(ValueError, match="input_bisection"):
+        from lipcert import _core
+
+        _core.lipschitz_bab(net._core, -np.ones(3), np.ones(3), 2.0, 2.0, 1e-6, 1.0, 100, 0.0, np.zeros(3), None,
+                            input_bisection=-1)
 
 
 def test_time_limit_returns_the_best_certified_pair(shared_data):

@@ -123,7 +123,9 @@ def test_gpu_subdomain_bounds_match_the_cpu_path(p, q):
                 random_cnn(rng)):
         lowers, uppers, states = random_subdomains(rng, net, 300)
         bounder = cuda_module().GpuSubdomainBounder(net._core)
-        cpu = _core.bound_subdomains(net._core, lowers, uppers, states, p, q)
+        # the GPU bounder computes the interval pre-activation bounds only (no linear relaxation)
+        intervals = _core.CpuSubdomainBounder(net._core, linear_relaxation=False)
+        cpu = _core.bound_subdomains(net._core, lowers, uppers, states, p, q, intervals)
         on_gpu = _core.bound_subdomains(net._core, lowers, uppers, states, p, q, bounder)
         assert sum(c["feasible"] for c in cpu) > 50
         for c, g in zip(cpu, on_gpu):
@@ -148,7 +150,8 @@ def test_gpu_spectral_jacobian_norms_match_the_cpu_proof():
     for net in nets:
         lowers, uppers, states = random_subdomains(rng, net, 200)
         bounder = cuda_module().GpuSubdomainBounder(net._core)
-        cpu = _core.bound_subdomains(net._core, lowers, uppers, states, 2.0, 2.0)
+        intervals = _core.CpuSubdomainBounder(net._core, linear_relaxation=False)
+        cpu = _core.bound_subdomains(net._core, lowers, uppers, states, 2.0, 2.0, intervals)
         on_gpu = _core.bound_subdomains(net._core, lowers, uppers, states, 2.0, 2.0, bounder)
         for c, g in zip(cpu, on_gpu):
             assert c["feasible"] == g["feasible"]

@@ -22,8 +22,10 @@ def pre_activations(net, x):
     return out
 
 
-def bound(net, lo, hi, states=None, p=2.0, q=2.0):
-    return _core.bound_subdomains(net._core, np.atleast_2d(lo), np.atleast_2d(hi), [states] if states else [], p, q)[0]
+def bound(net, lo, hi, states=None, p=2.0, q=2.0, linear_relaxation=True):
+    bounder = _core.CpuSubdomainBounder(net._core, linear_relaxation=linear_relaxation)
+    return _core.bound_subdomains(net._core, np.atleast_2d(lo), np.atleast_2d(hi), [states] if states else [], p, q,
+                                  bounder)[0]
 
 
 @pytest.mark.parametrize("p,q", [(2.0, 2.0), (1.0, 1.0), (math.inf, math.inf), (math.inf, 1.0)])
@@ -41,6 +43,39 @@ def test_box_bounds_contain_sampled_pre_activations_and_jacobians(p, q):
         assert np.all(np.abs(jac - b["jacobian_center"]) <= b["jacobian_radius"])
         assert max(exact_matrix_norm(j, p, q) if net.input_size <= 6 else _core.operator_norm(j, p, q)[0]
                    for j in jac) <= b["norm_upper"]
+
+
+@pytest.mark.parametrize("activation", [lc.ReLU, lambda: lc.LeakyReLU(0.1), lambda: lc.LeakyReLU(-0.7),
+                                        lambda: lc.LeakyReLU(1.5)])
+def test_linear_relaxation_bounds_are_sound_and_tighter_than_intervals(activation):
+    """CROWN bounds after free neurons: every sampled point (box corners included, where linear bounds
+    are attained) that satisfies the assignment lies inside them, and they are inside the interval
+    bounds, strictly so on the deep layers."""
+    rng = np.random.default_rng(46)
+    net = random_mlp(rng, [3, 16, 16, 16, 16, 2], activation)
+    gained = 0.0
+    for _ in range(6):
+        center = rng.normal(size=3)
+        lo, hi = center - 0.3 * rng.random(3), center + 0.3 * rng.random(3)
+        # the signs at one point of the box, kept on the first layer's first few neurons
+        signs = [np.where(z[0] > 0, 1, -1) for z in pre_activations(net, (lo + (hi - lo) * rng.random(3))[None])]
+        states = [np.zeros(z.size, np.int8).tolist() for z in signs]
+        states[0][:5] = signs[0][:5].tolist()
+        tight, loose = bound(net, lo, hi, states), bound(net, lo, hi, states, linear_relaxation=False)
+        assert tight["feasible"] and loose["feasible"]
+        corners = lo + (hi - lo) * np.array(np.meshgrid(*[[0.0, 1.0]] * 3)).reshape(3, -1).T
+        x = np.vstack([corners, lo + (hi - lo) * rng.random((3000, 3))])
+        pres = pre_activations(net, x)
+        inside = np.all(np.sign(pres[0][:, :5]) == signs[0][:5], axis=1)
+        assert inside.sum() > 50
+        for z, zl, zu, il, iu in zip(pres, tight["pre_lower"], tight["pre_upper"], loose["pre_lower"], loose["pre_upper"]):
+            assert np.all(z[inside] >= zl) and np.all(z[inside] <= zu)
+            assert np.all(zl >= il) and np.all(zu <= iu)
+        gained += np.sum(loose["pre_upper"][-1] - loose["pre_lower"][-1]) / np.sum(tight["pre_upper"][-1] - tight["pre_lower"][-1])
+        jac = net.jacobian(x[inside])
+        assert np.all(np.abs(jac - tight["jacobian_center"]) <= tight["jacobian_radius"])
+        assert tight["norm_upper"] <= loose["norm_upper"]
+    assert gained / 6 > 1.5
 
 
 def test_negative_leaky_slope_interval_images_are_sound():

@@ -3,9 +3,9 @@
 /// patterns (LipBaB, Bhowmick et al. 2021) on a bounded input box, or on an l1 ball within it, and
 /// on all of R^n through a homogenised network (lipschitz_bab_global).
 ///
-/// Nodes are the box plus a partial activation assignment. Each node is bounded by
+/// Nodes are a box plus a partial activation assignment. Each node is bounded by
 /// bound_subdomain (a certified bound on the norm of its Jacobian set); neurons are split in layer
-/// order, so the region of every node is a polytope whose constraints are exact affine functions of
+/// order (or, with BabOptions::input_bisection, the box is halved while many neurons are unstable), so the region of every node is a polytope whose constraints are exact affine functions of
 /// the input (computed with error bounds). A node is pruned only when its interval bounds contradict
 /// its assignment or when its region is proved empty by a Farkas certificate (prove_infeasible);
 /// that proof is sought only for nodes about to be split and for leaves that could not be
@@ -44,6 +44,10 @@ struct BabOptions {
   /// The norm bounded is that of the Jacobian's first jacobian_columns columns: the remaining inputs
   /// only parametrise the domain (lipschitz_bab_global's homogenising coordinate). 0: every column.
   int jacobian_columns = 0;
+  /// Input bisection, for low-dimensional inputs: a node with more than this many unstable neurons
+  /// has its box halved along its widest side (relative to the root's) instead of a neuron split.
+  /// 0: neurons only.
+  int input_bisection = 0;
   /// An extra proof, tried on each node the LP could not prune, that the node's region has no
   /// interior point in the domain (true prunes the node, so it must be sound). Called on the search
   /// thread. lipschitz_bab_global sets it.

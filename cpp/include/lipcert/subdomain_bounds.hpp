@@ -4,7 +4,9 @@
 ///
 /// Pre-activation bounds are interval bounds, tightened by exact affine (symbolic) bounds for the
 /// layers whose activation pattern before them is fixed: there z = A x + c on the whole subdomain and
-/// its range over the box is computed without the wrapping of layer-by-layer intervals.
+/// its range over the box is computed without the wrapping of layer-by-layer intervals. After free
+/// neurons, linear_relaxation tightens them by linear bounds propagated backward through each
+/// activation's linear relaxation (CROWN); the GPU bounder computes the interval bounds only.
 #include <cstdint>
 #include <vector>
 
@@ -49,11 +51,12 @@ struct SubdomainBound {
 
 /// Bounds one subdomain. Throws std::invalid_argument for smooth activations (tanh, sigmoid): the
 /// Jacobian set of a piecewise-linear network is what branch and bound splits.
-SubdomainBound bound_subdomain(const Network& net, const Subdomain& subdomain, Norm p, Norm q);
+SubdomainBound bound_subdomain(const Network& net, const Subdomain& subdomain, Norm p, Norm q,
+                               bool linear_relaxation = true);
 
 /// Bounds a batch of subdomains in parallel on the CPU threads (OpenMP).
 std::vector<SubdomainBound> bound_subdomains(const Network& net, const std::vector<Subdomain>& subdomains,
-                                             Norm p, Norm q);
+                                             Norm p, Norm q, bool linear_relaxation = true);
 
 /// Bounds batches of subdomains of one network. Branch and bound takes any implementation: the CPU one
 /// below, or lipcert::cuda::GpuSubdomainBounder. An instance may be used by one thread at a time.
@@ -67,12 +70,14 @@ class SubdomainBounder {
 
 class CpuSubdomainBounder final : public SubdomainBounder {
  public:
-  explicit CpuSubdomainBounder(const Network& net) : net_(net) {}
+  explicit CpuSubdomainBounder(const Network& net, bool linear_relaxation = true)
+      : net_(net), linear_relaxation_(linear_relaxation) {}
   std::vector<SubdomainBound> bound(const std::vector<Subdomain>& subdomains, Norm p, Norm q) override;
   int preferred_batch() const override { return 32; }
 
  private:
   const Network& net_;
+  bool linear_relaxation_;
 };
 
 // Pieces shared by every implementation, so that they compute the same bounds.
