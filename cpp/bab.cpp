@@ -230,12 +230,11 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
       const Node& parent = parents[i];
       if (!parent.region_checked && region_empty(parent, proved_empty[i])) continue;
       Eigen::Index side = 0;  // the widest side relative to the root box's
-      const double relative_width =
-          ((parent.subdomain.upper - parent.subdomain.lower).array() / root_width.array()).maxCoeff(&side);
       // A smaller box fixes more neurons, but not those whose kinks meet inside it, however small:
       // after kMinRelativeWidth neuron splits take over.
       if (options.input_bisection > 0 && static_cast<int>(parent.bound.unstable.size()) > options.input_bisection &&
-          relative_width > kMinRelativeWidth) {
+          ((parent.subdomain.upper - parent.subdomain.lower).array() / root_width.array()).maxCoeff(&side) >
+              kMinRelativeWidth) {
         const double middle = parent.subdomain.lower(side) / 2 + parent.subdomain.upper(side) / 2;
         for (int half : {0, 1}) {
           Subdomain child = parent.subdomain;

@@ -143,11 +143,13 @@ Eigen::MatrixXd apply_linear_transpose(const Layer& l, const Eigen::Ref<const Ei
   }
 }
 
-Eigen::VectorXd bias_magnitude(const Layer& l) {
+Eigen::VectorXd bias_vector(const Layer& l) {
   if (l.kind == LayerKind::AvgPool2d) return Eigen::VectorXd::Zero(l.out_shape.size());
-  if (l.bias.size() == l.out_shape.size()) return l.bias.cwiseAbs();
-  return apply_linear(l, Eigen::VectorXd::Zero(l.in_shape.size()), true).col(0).cwiseAbs();
+  if (l.bias.size() == l.out_shape.size()) return l.bias;
+  return apply_linear(l, Eigen::VectorXd::Zero(l.in_shape.size()), true).col(0);
 }
+
+Eigen::VectorXd bias_magnitude(const Layer& l) { return bias_vector(l).cwiseAbs(); }
 
 Eigen::MatrixXd dense_matrix(const Layer& l) {
   if (l.kind == LayerKind::Dense) return l.weight;

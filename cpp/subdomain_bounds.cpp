@@ -160,7 +160,7 @@ class LinearRelaxation {
         // s^T (A v + b) = (A^T s)^T v + s^T b; |A^T s - fl(A^T s)| <= g |A|^T |s|
         const double g = gamma(l.out_shape.size() + 2);
         const Eigen::MatrixXd abs_lam = lam.cwiseAbs();
-        const Eigen::VectorXd b = apply_linear(l, Eigen::VectorXd::Zero(l.in_shape.size()), true).col(0);
+        const Eigen::VectorXd b = bias_vector(l);
         constant += lam.transpose() * b;
         magnitude += abs_lam.transpose() * b.cwiseAbs();
         folded += (apply_linear_transpose(l, abs_lam, true) * (2 * g)).transpose() * magnitude_[j];

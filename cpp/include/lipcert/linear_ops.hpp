@@ -12,7 +12,10 @@ Eigen::MatrixXd apply_linear(const Layer& layer, const Eigen::Ref<const Eigen::M
 Eigen::MatrixXd apply_linear_transpose(const Layer& layer, const Eigen::Ref<const Eigen::MatrixXd>& y,
                                        bool absolute = false);
 
-/// |b| broadcast to the layer's output (zeros for pooling): the bias term of rounding-error bounds.
+/// b broadcast to the layer's output (zeros for pooling).
+Eigen::VectorXd bias_vector(const Layer& layer);
+
+/// |b| broadcast to the layer's output: the bias term of rounding-error bounds.
 Eigen::VectorXd bias_magnitude(const Layer& layer);
 
 /// The layer's linear part as a dense (out, in) matrix (built column by column; small layers only).
