@@ -214,7 +214,7 @@ int main(int argc, char** argv) {
         << ", \"search_upper\": " << json_number(r.upper) << ", \"upper_from\": " << (cap < r.upper ? "\"naive\"" : "\"bab\"")
         << ", \"certified\": true, \"exact\": " << (exact ? "true" : "false") << ", \"status\": " << json_string(r.status)
         << ", \"nodes\": " << r.nodes << ", \"pruned_by_bounds\": " << r.pruned_by_bounds
-        << ", \"pruned_by_lp\": " << r.pruned_by_lp << ", \"leaves\": " << r.leaves << ", \"time_s\": " << json_number(seconds)
+        << ", \"pruned_by_lp\": " << r.pruned_by_lp << ", \"region_proofs\": " << r.region_proofs << ", \"leaves\": " << r.leaves << ", \"time_s\": " << json_number(seconds)
         << ", \"witness\": ";
     if (r.witness.size() == 0) {
       out << "null";

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <memory>
 #include <queue>
 #include <string>
@@ -19,6 +20,13 @@ namespace lipcert {
 
 namespace {
 
+// A final simplex basis of a region's emptiness LP, with the key of each row (row_keys), from
+// which the LPs of the node's descendants start: theirs add a few rows to it.
+struct RegionBasis {
+  std::vector<int64_t> keys;
+  LpBasis basis;
+};
+
 // Input bisection stops at boxes this narrow (relative to the root box) on every side.
 constexpr double kMinRelativeWidth = 0x1.0p-12;
 
@@ -26,8 +34,19 @@ struct Node {
   Subdomain subdomain;
   SubdomainBound bound;
   double upper;
-  bool region_checked = false;  // the LPs found no proof that the region is empty
+  bool region_checked = false;  // no proof found that the region is empty
+  // A point of the box that satisfies the region's rows in floating point, when one is known (the
+  // box's centre at a root, HiGHS's point where an emptiness LP failed): a hint, never a proof. A
+  // region that holds it needs no emptiness LP, so the child of a split that keeps it goes without.
+  Eigen::VectorXd inside;
+  std::shared_ptr<const RegionBasis> basis;  // of the nearest ancestor (or itself) whose LP ran
 };
+
+// Whether x lies in the node's box and satisfies its region's rows, in floating point.
+bool holds_point(const Subdomain& s, const SubdomainBound& b, const Eigen::VectorXd& x) {
+  return x.size() == s.lower.size() && (x.array() >= s.lower.array()).all() && (x.array() <= s.upper.array()).all() &&
+         (b.region_g.rows() == 0 || (b.region_g * x - b.region_h).maxCoeff() <= 0.0);
+}
 
 struct ByUpper {
   bool operator()(const Node& a, const Node& b) const { return a.upper < b.upper; }
@@ -65,10 +84,26 @@ class RegionLp {
       throw std::invalid_argument("lipschitz_bab: the l1 ball needs a finite centre of the input size and a radius >= 0");
   }
 
-  bool prove_empty(LpSolver& lp, const Subdomain& s, const SubdomainBound& b) const {
-    if (!ball_) return lp.prove_infeasible(b.region_g, b.region_h, b.region_g_error, b.region_h_error, s.lower, s.upper);
-    const Lifted l = lift(s, b);
-    return lp.prove_infeasible(l.g, l.h, l.g_error, l.h_error, l.lower, l.upper);
+  // Whether the node's region is proved empty. The LP starts from the basis of the node's nearest
+  // checked ancestor; if it finds a point, that point and its basis become the node's.
+  bool prove_empty(LpSolver& solver, Node& node) const {
+    const Subdomain& s = node.subdomain;
+    const SubdomainBound& b = node.bound;
+    std::vector<int64_t> keys = row_keys(node);
+    FeasibilityLp lp;
+    if (node.basis) lp.start = warm_start(*node.basis, keys);
+    bool empty;
+    if (!ball_) {
+      empty = solver.prove_infeasible(b.region_g, b.region_h, b.region_g_error, b.region_h_error, s.lower, s.upper, &lp);
+    } else {
+      const Lifted l = lift(s, b);
+      empty = solver.prove_infeasible(l.g, l.h, l.g_error, l.h_error, l.lower, l.upper, &lp);
+    }
+    if (!empty && lp.point.size() > 0) {
+      node.inside = lp.point.head(n_);
+      node.basis = std::make_shared<const RegionBasis>(RegionBasis{std::move(keys), std::move(lp.basis)});
+    }
+    return empty;
   }
 
   // An interior point of the region within the node's box (and the ball), or false.
@@ -86,6 +121,39 @@ class RegionLp {
   }
 
  private:
+  static constexpr int64_t kBallRow = int64_t{1} << 62;
+
+  // One key per LP row, increasing: the region's rows are its assigned neurons in layer order (as
+  // far as the pre-activations are exact affine maps: the first region_g.rows() of them), then the
+  // ball's rows.
+  std::vector<int64_t> row_keys(const Node& node) const {
+    std::vector<int64_t> keys;
+    const Eigen::Index m = node.bound.region_g.rows();
+    const auto& states = node.subdomain.states;
+    for (size_t k = 0; k < states.size() && static_cast<Eigen::Index>(keys.size()) < m; ++k)
+      for (size_t i = 0; i < states[k].size() && static_cast<Eigen::Index>(keys.size()) < m; ++i)
+        if (states[k][i] != 0) keys.push_back((static_cast<int64_t>(k) << 32) | static_cast<int64_t>(i));
+    if (ball_)
+      for (int64_t j = 0; j < 2 * n_ + 1; ++j) keys.push_back(kBallRow + j);
+    return keys;
+  }
+
+  // The ancestor's basis on this LP's rows: a shared row keeps its status, a new row starts basic
+  // (its slack), so that the basis keeps one basic variable per row.
+  static LpBasis warm_start(const RegionBasis& ancestor, const std::vector<int64_t>& keys) {
+    LpBasis start;
+    if (ancestor.basis.row_status.size() != ancestor.keys.size()) return start;
+    start.col_status = ancestor.basis.col_status;
+    start.row_status.reserve(keys.size());
+    size_t j = 0;
+    for (int64_t key : keys) {
+      while (j < ancestor.keys.size() && ancestor.keys[j] < key) ++j;
+      const bool shared = j < ancestor.keys.size() && ancestor.keys[j] == key;
+      start.row_status.push_back(shared ? ancestor.basis.row_status[j] : LpBasis::kBasic);
+    }
+    return start;
+  }
+
   struct Lifted {
     Eigen::MatrixXd g, g_error;
     Eigen::VectorXd h, h_error, lower, upper;
@@ -182,7 +250,8 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
     for (size_t i = 0; i < roots.size(); ++i)
       if (bounds[i].feasible) {
         const double u = bounds[i].norm_upper;
-        open.push(Node{std::move(roots[i]), std::move(bounds[i]), u});
+        Eigen::VectorXd centre = roots[i].lower / 2 + roots[i].upper / 2;
+        open.push(Node{std::move(roots[i]), std::move(bounds[i]), u, false, std::move(centre)});
       }
     result.nodes = static_cast<long>(roots.size());
   }
@@ -195,9 +264,15 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
   auto global_upper = [&] { return std::max(closed_upper, open.empty() ? 0.0 : open.top().upper); };
 
   // Whether a node's region is proved empty: by a Farkas-verified LP (its outcome passed in as
-  // proved_by_lp when another thread ran it) or by options.prove_no_interior.
-  auto region_empty = [&](const Node& node, int proved_by_lp = -1) {
-    const bool by_lp = proved_by_lp >= 0 ? proved_by_lp > 0 : region_lp.prove_empty(lp, node.subdomain, node.bound);
+  // proved_by_lp when another thread ran it; not sought when the node has an `inside` point) or by
+  // options.prove_no_interior.
+  auto needs_lp = [](const Node& node) { return !node.region_checked && node.inside.size() == 0; };
+  auto region_empty = [&](Node& node, int proved_by_lp = -1) {
+    bool by_lp = proved_by_lp > 0;
+    if (proved_by_lp < 0 && needs_lp(node)) {
+      ++result.region_proofs;
+      by_lp = region_lp.prove_empty(lp, node);
+    }
     if (by_lp || (options.prove_no_interior && options.prove_no_interior(node.subdomain, node.bound))) {
       ++result.pruned_by_lp;
       return true;
@@ -208,16 +283,18 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
   // whose bounds are contradictory; a child's Jacobians are among its parent's, so the parent's bound
   // holds too. The LPs run on a node only when it is split: most nodes leave the queue by their bound
   // alone, and a bound needs no proof that the region is non-empty.
-  auto split = [&](const std::vector<Node>& parents) {
+  auto split = [&](std::vector<Node>& parents) {
     const int count = static_cast<int>(parents.size());
     std::vector<char> proved_empty(count, 0);
     std::vector<std::string> errors(count);
-#pragma omp parallel for schedule(dynamic) if (count > 1)
+    int lps_needed = 0;
+    for (const Node& parent : parents) lps_needed += needs_lp(parent);
+    result.region_proofs += lps_needed;
+#pragma omp parallel for schedule(dynamic) if (lps_needed > 1)
     for (int i = 0; i < count; ++i) {
-      if (parents[i].region_checked) continue;
+      if (!needs_lp(parents[i])) continue;
       try {
-        proved_empty[i] = region_lp.prove_empty(*lps[omp_get_thread_num() % lps.size()], parents[i].subdomain,
-                                                parents[i].bound);
+        proved_empty[i] = region_lp.prove_empty(*lps[omp_get_thread_num() % lps.size()], parents[i]);
       } catch (const std::exception& e) {
         errors[i] = e.what();
       }
@@ -225,9 +302,9 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
     for (const auto& e : errors)
       if (!e.empty()) throw std::runtime_error(e);
     std::vector<Subdomain> children;
-    std::vector<double> parent_upper;
+    std::vector<int> parent_of;
     for (int i = 0; i < count; ++i) {
-      const Node& parent = parents[i];
+      Node& parent = parents[i];
       if (!parent.region_checked && region_empty(parent, proved_empty[i])) continue;
       Eigen::Index side = 0;  // the widest side relative to the root box's
       // A smaller box fixes more neurons, but not those whose kinks meet inside it, however small:
@@ -240,7 +317,7 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
           Subdomain child = parent.subdomain;
           (half ? child.lower : child.upper)(side) = middle;
           children.push_back(std::move(child));
-          parent_upper.push_back(parent.upper);
+          parent_of.push_back(i);
         }
         continue;
       }
@@ -252,7 +329,7 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
           if (child.states[k].empty()) child.states[k].assign(parent.bound.pre_lower[k].size(), 0);
         child.states[layer][neuron] = static_cast<int8_t>(s);
         children.push_back(std::move(child));
-        parent_upper.push_back(parent.upper);
+        parent_of.push_back(i);
       }
     }
     if (children.empty()) return std::vector<Node>{};
@@ -265,8 +342,11 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
         ++result.pruned_by_bounds;
         continue;
       }
-      const double u = std::min(parent_upper[i], bounds[i].norm_upper);
-      kept.push_back(Node{std::move(children[i]), std::move(bounds[i]), u});
+      const Node& parent = parents[parent_of[i]];
+      const double u = std::min(parent.upper, bounds[i].norm_upper);
+      const bool keeps_point = parent.inside.size() > 0 && holds_point(children[i], bounds[i], parent.inside);
+      kept.push_back(Node{std::move(children[i]), std::move(bounds[i]), u, false,
+                          keeps_point ? parent.inside : Eigen::VectorXd(), parent.basis});
     }
     return kept;
   };
@@ -285,7 +365,7 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
   };
   // Takes a leaf off the search: its bound joins the closed ones unless its region is proved empty.
   // Returns false for a leaf that keeps its bound without a certified witness.
-  auto close_leaf = [&](const Node& leaf) {
+  auto close_leaf = [&](Node& leaf) {
     if (!certify_leaf(leaf)) {
       if (!leaf.region_checked && region_empty(leaf)) return true;
       closed_upper = std::max(closed_upper, leaf.upper);
@@ -298,20 +378,20 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
   // empty and queueing the other, so that leaves (and certified witnesses) are reached early.
   auto dive = [&]() {
     if (open.empty() || open.top().bound.unstable.empty()) return;
-    Node node = open.top();
+    std::vector<Node> path{open.top()};
     open.pop();
-    while (!node.bound.unstable.empty()) {
-      std::vector<Node> children = split({node});
+    while (!path[0].bound.unstable.empty()) {
+      std::vector<Node> children = split(path);
       if (children.empty()) return;
       std::sort(children.begin(), children.end(), [](const Node& a, const Node& b) { return a.upper > b.upper; });
       size_t next = 0;
-      while (next < children.size() && region_empty(children[next])) ++next;
+      while (next < children.size() && !children[next].region_checked && region_empty(children[next])) ++next;
       if (next == children.size()) return;
       for (size_t i = next + 1; i < children.size(); ++i) open.push(std::move(children[i]));
-      node = std::move(children[next]);
-      node.region_checked = true;
+      path[0] = std::move(children[next]);
+      path[0].region_checked = true;
     }
-    close_leaf(node);
+    close_leaf(path[0]);
   };
 
   for (long iteration = 0;; ++iteration) {

@@ -13,6 +13,8 @@
 
 namespace lipcert {
 
+static_assert(LpBasis::kBasic == kHighsBasisStatusBasic);
+
 namespace {
 
 constexpr double kMaxRadius = 1e6;
@@ -35,11 +37,29 @@ bool pass_dense_lp(void* highs, const Eigen::Ref<const Eigen::MatrixXd>& a, cons
 }
 
 // Runs an LP expected to be infeasible, without presolve (so that the dual ray is in the original
-// rows), and returns HiGHS's dual ray: a candidate Farkas certificate, to be checked.
-bool infeasibility_ray(void* highs, Eigen::Index rows, Eigen::VectorXd* ray) {
+// rows), and returns HiGHS's dual ray: a candidate Farkas certificate, to be checked. `lp` (if
+// given) supplies a starting basis and, when HiGHS finds the LP feasible instead, gets its point
+// and basis.
+bool infeasibility_ray(void* highs, Eigen::Index rows, Eigen::VectorXd* ray, FeasibilityLp* lp = nullptr) {
   Highs_setStringOptionValue(highs, "presolve", "off");
+  const HighsInt num_col = Highs_getNumCol(highs), num_row = Highs_getNumRow(highs);
+  if (lp && static_cast<HighsInt>(lp->start.col_status.size()) == num_col &&
+      static_cast<HighsInt>(lp->start.row_status.size()) == num_row) {
+    const std::vector<HighsInt> cols(lp->start.col_status.begin(), lp->start.col_status.end()),
+        row_status(lp->start.row_status.begin(), lp->start.row_status.end());
+    Highs_setBasis(highs, cols.data(), row_status.data());  // refused (kept cold) if not a basis
+  }
   Highs_run(highs);
-  if (Highs_getModelStatus(highs) != kHighsModelStatusInfeasible) return false;
+  const HighsInt status = Highs_getModelStatus(highs);
+  if (status == kHighsModelStatusOptimal && lp) {
+    lp->point.resize(num_col);
+    Highs_getSolution(highs, lp->point.data(), nullptr, nullptr, nullptr);
+    std::vector<HighsInt> cols(num_col), row_status(num_row);
+    Highs_getBasis(highs, cols.data(), row_status.data());
+    lp->basis.col_status.assign(cols.begin(), cols.end());
+    lp->basis.row_status.assign(row_status.begin(), row_status.end());
+  }
+  if (status != kHighsModelStatusInfeasible) return false;
   HighsInt has_ray = 0;
   ray->resize(rows);
   return Highs_getDualRay(highs, &has_ray, ray->data()) == kHighsStatusOk && has_ray;
@@ -52,6 +72,9 @@ std::string highs_version() { return Highs_version(); }
 LpSolver::LpSolver() : highs_(Highs_create()) {
   if (!highs_) throw std::runtime_error("HiGHS: could not create a solver instance");
   Highs_setBoolOptionValue(highs_, "output_flag", 0);
+  // Each instance serves one thread of ours; HiGHS's own thread pool would only add the cost of
+  // querying the hardware on every run.
+  Highs_setIntOptionValue(highs_, "threads", 1);
 }
 
 LpSolver::~LpSolver() { Highs_destroy(highs_); }
@@ -161,7 +184,7 @@ bool LpSolver::prove_infeasible(const Eigen::Ref<const Eigen::MatrixXd>& g, cons
                                 const Eigen::Ref<const Eigen::MatrixXd>& g_error,
                                 const Eigen::Ref<const Eigen::VectorXd>& h_error,
                                 const Eigen::Ref<const Eigen::VectorXd>& lower,
-                                const Eigen::Ref<const Eigen::VectorXd>& upper) {
+                                const Eigen::Ref<const Eigen::VectorXd>& upper, FeasibilityLp* lp) {
   const Eigen::Index m = g.rows(), n = g.cols();
   if (m == 0 || !lower.allFinite() || !upper.allFinite()) return false;
   // One row's own certificate costs O(n) where an LP costs tens of microseconds, and with a single
@@ -178,7 +201,7 @@ bool LpSolver::prove_infeasible(const Eigen::Ref<const Eigen::MatrixXd>& g, cons
   Eigen::VectorXd r;
   if (!pass_dense_lp(highs, g, std::vector<double>(n, 0.0), col_lower, col_upper, std::vector<double>(m, -inf),
                      std::vector<double>(h.data(), h.data() + m)) ||
-      !infeasibility_ray(highs, m, &r))
+      !infeasibility_ray(highs, m, &r, lp))
     return false;
   // The sign convention of the ray is HiGHS's business: try both orientations, keep the proof.
   return farkas_holds(g, h, g_error, h_error, lower, upper, r.cwiseMax(0.0)) ||

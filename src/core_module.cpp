@@ -86,6 +86,7 @@ py::dict bab_result_dict(const BabResult& r) {
   d["nodes"] = r.nodes;
   d["pruned_by_bounds"] = r.pruned_by_bounds;
   d["pruned_by_lp"] = r.pruned_by_lp;
+  d["region_proofs"] = r.region_proofs;
   d["leaves"] = r.leaves;
   d["open"] = r.open;
   return d;

@@ -9,7 +9,9 @@
 /// the input (computed with error bounds). A node is pruned only when its interval bounds contradict
 /// its assignment or when its region is proved empty by a Farkas certificate (prove_infeasible);
 /// that proof is sought only for nodes about to be split and for leaves that could not be
-/// certified, since most nodes leave the queue by their bound alone. A leaf (every neuron determined) has a single Jacobian; its region's
+/// certified, since most nodes leave the queue by their bound alone, and not for a region known to
+/// hold a point (the one of its parent's that it kept). Each LP starts from the final basis of the
+/// nearest ancestor whose LP ran. A leaf (every neuron determined) has a single Jacobian; its region's
 /// Chebyshev centre, certified by certified_directional_lower, gives a witness and a lower bound.
 #include <functional>
 #include <limits>
@@ -67,6 +69,7 @@ struct BabResult {
   bool exact = false;   ///< upper - lower <= tol * upper
   std::string status;   ///< "converged", "time_limit", "node_limit", "stopped", "stalled"
   long nodes = 0, pruned_by_bounds = 0, pruned_by_lp = 0, leaves = 0, open = 0;
+  long region_proofs = 0;  ///< emptiness proofs sought (each an LP unless one row decides it)
 };
 
 struct InputBox {

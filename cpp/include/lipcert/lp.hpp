@@ -2,11 +2,25 @@
 /// Linear programming through HiGHS (used for feasibility of activation regions).
 #include <Eigen/Dense>
 #include <string>
+#include <vector>
 
 namespace lipcert {
 
 /// Version string of the linked HiGHS library.
 std::string highs_version();
+
+/// A simplex basis in HiGHS's status codes (kHighsBasisStatus*), one per column and per row.
+struct LpBasis {
+  static constexpr int kBasic = 1;  ///< kHighsBasisStatusBasic
+  std::vector<int> col_status, row_status;
+};
+
+/// Warm start for prove_infeasible's LP, and what that LP reports when the system is feasible.
+struct FeasibilityLp {
+  LpBasis start;          ///< statuses to start from (empty, or of the wrong size: HiGHS's own start)
+  LpBasis basis;          ///< out: the final basis, when the LP ran and found a point
+  Eigen::VectorXd point;  ///< out: that point (uncertified: a hint for later searches)
+};
 
 /// One HiGHS instance reused for a sequence of small LPs (creating an instance costs more than
 /// solving them). Not thread-safe: one per thread. The free functions below create one per call.
@@ -21,11 +35,12 @@ class LpSolver {
   double chebyshev_radius(const Eigen::Ref<const Eigen::MatrixXd>& a, const Eigen::Ref<const Eigen::VectorXd>& b,
                           const Eigen::Ref<const Eigen::VectorXd>& lower,
                           const Eigen::Ref<const Eigen::VectorXd>& upper, Eigen::VectorXd* center);
-  /// See lipcert::prove_infeasible.
+  /// See lipcert::prove_infeasible; `lp` (optional) warm-starts its LP and receives its outcome.
   bool prove_infeasible(const Eigen::Ref<const Eigen::MatrixXd>& g, const Eigen::Ref<const Eigen::VectorXd>& h,
                         const Eigen::Ref<const Eigen::MatrixXd>& g_error,
                         const Eigen::Ref<const Eigen::VectorXd>& h_error,
-                        const Eigen::Ref<const Eigen::VectorXd>& lower, const Eigen::Ref<const Eigen::VectorXd>& upper);
+                        const Eigen::Ref<const Eigen::VectorXd>& lower, const Eigen::Ref<const Eigen::VectorXd>& upper,
+                        FeasibilityLp* lp = nullptr);
   /// See lipcert::prove_no_nonnegative_solution.
   bool prove_no_nonnegative_solution(const Eigen::Ref<const Eigen::MatrixXd>& e, const Eigen::Ref<const Eigen::VectorXd>& f);
 
