@@ -34,7 +34,7 @@ def main(argv=None):
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
-    print(f"| width | numpy SVD product (s) | naive (s) | ratio | autolip (s) | ratio | naive / SVD - 1 | autolip / SVD - 1 |")
+    print("| width | numpy SVD product (s) | naive (s) | ratio | autolip (s) | ratio | naive / SVD - 1 | autolip / SVD - 1 |")
     print("|---|---|---|---|---|---|---|---|")
     for w in args.widths:
         rng = np.random.default_rng(w)

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 
 #include "lipcert/linear_ops.hpp"
@@ -53,11 +54,38 @@ struct AffinePrefix {
   }
 
   // s (a_i x + c_i) >= 0 as the row (-s a_i) x <= s c_i.
-  void constrain(Eigen::Index i, int s) {
-    g_rows.push_back(-s * a.row(i).transpose());
-    g_error_rows.push_back(ea.row(i).transpose());
-    h.push_back(s * c(i));
-    h_error.push_back(ec(i));
+  void constrain(Eigen::Index i, int s) { constrain(*this, i, s); }
+
+  // The same for entry i of another map over the same input (pair_differences's).
+  void constrain(const AffinePrefix& map, Eigen::Index i, int s) {
+    g_rows.push_back(-s * map.a.row(i).transpose());
+    g_error_rows.push_back(map.ea.row(i).transpose());
+    h.push_back(s * map.c(i));
+    h_error.push_back(map.ec(i));
+  }
+
+  // The map x -> (current)_i - (current)_{i + k/2} for i < k/2: MaxMin's pair differences.
+  AffinePrefix pair_differences() const {
+    const Eigen::Index half = a.rows() / 2;
+    AffinePrefix d(a.cols());
+    d.a = a.topRows(half) - a.bottomRows(half);
+    d.c = c.head(half) - c.tail(half);
+    // |fl(u - v) - (u* - v*)| <= u |u - v| + e_u + e_v, the sum rounded up by its factor
+    d.ea = ((ea.topRows(half) + ea.bottomRows(half)) + d.a.cwiseAbs() * (2 * kUnitRoundoff)) * (1 + 4 * kUnitRoundoff);
+    d.ec = ((ec.head(half) + ec.tail(half)) + d.c.cwiseAbs() * (2 * kUnitRoundoff)) * (1 + 4 * kUnitRoundoff);
+    return d;
+  }
+
+  // MaxMin with every pair decided: pair i's entries change places where mode(i) < 0 (exact).
+  void swap_pairs(const Eigen::VectorXd& mode) {
+    const Eigen::Index half = a.rows() / 2;
+    for (Eigen::Index i = 0; i < half; ++i)
+      if (mode(i) < 0) {
+        a.row(i).swap(a.row(i + half));
+        ea.row(i).swap(ea.row(i + half));
+        std::swap(c(i), c(i + half));
+        std::swap(ec(i), ec(i + half));
+      }
   }
 
   void scale(const Eigen::VectorXd& d) {
@@ -205,6 +233,65 @@ class LinearRelaxation {
   std::vector<Relaxed> relaxed_;
 };
 
+// One MaxMin layer over a subdomain: pair i is element a = i with b = i + n/2, and its state
+// (*states)[i] (the second half of the states is unused) is +1 for kept (a >= b: max a, min b),
+// -1 for swapped (a <= b), 0 free. [lo, hi] goes in as the pairs' bounds and comes out as the
+// layer's output bounds (max and min are exact in floating point); the bounds of a - b over the box
+// come from the exact affine map where there is one. Per pair, mode(i) is +1 kept, -1 swapped or
+// 0 free, and for a free pair the Jacobian block's entries lie in [0, 1]: radius(i) = 1/2 and
+// difference_width(i) the width of the bounds of a - b (its branching score).
+void bound_maxmin(const NeuronStates* states, const Subdomain& sub, bool bounded, AffinePrefix& prefix,
+                  Eigen::VectorXd& lo, Eigen::VectorXd& hi, SubdomainBound& result, Eigen::VectorXd& mode,
+                  Eigen::VectorXd& radius, Eigen::VectorXd& difference_width) {
+  const Eigen::Index n = lo.size(), half = n / 2;
+  Eigen::VectorXd dl(half), du(half);
+  for (Eigen::Index i = 0; i < half; ++i) {
+    dl(i) = round_down(lo(i) - hi(i + half));
+    du(i) = round_up(hi(i) - lo(i + half));
+  }
+  std::optional<AffinePrefix> differences;
+  if (prefix.exact) {
+    differences = prefix.pair_differences();
+    if (bounded) differences->tighten(sub.lower, sub.upper, dl, du);
+  }
+  mode = Eigen::VectorXd::Zero(n);
+  radius = Eigen::VectorXd::Zero(n);
+  difference_width = Eigen::VectorXd::Zero(n);
+  for (Eigen::Index i = 0; i < half; ++i) {
+    const Eigen::Index j = i + half;
+    const int s = states ? (*states)[i] : 0;
+    if (states && (*states)[j] != 0)
+      throw std::invalid_argument("bound_subdomain: a MaxMin layer's states are one per pair (its first half)");
+    if (s > 0) dl(i) = std::max(dl(i), 0.0);
+    if (s < 0) du(i) = std::min(du(i), 0.0);
+    const bool kept = s > 0 || dl(i) > 0, swapped = s < 0 || du(i) < 0;
+    if (dl(i) > du(i) || (kept && swapped)) result.feasible = false;
+    if (kept) lo(i) = std::max(lo(i), lo(j)), hi(j) = std::min(hi(j), hi(i));
+    if (swapped) lo(j) = std::max(lo(j), lo(i)), hi(i) = std::min(hi(i), hi(j));
+    if (lo(i) > hi(i) || lo(j) > hi(j)) result.feasible = false;
+    mode(i) = kept ? 1.0 : swapped ? -1.0 : 0.0;
+    if (mode(i) == 0.0) radius(i) = 0.5, difference_width(i) = std::isfinite(du(i) - dl(i)) ? du(i) - dl(i) : 1.0;
+  }
+  result.pre_lower.push_back(lo);
+  result.pre_upper.push_back(hi);
+  for (Eigen::Index i = 0; i < half; ++i) {
+    const Eigen::Index j = i + half;
+    const double li = lo(i), hi_i = hi(i), lj = lo(j), hj = hi(j);
+    if (mode(i) < 0) {
+      lo(i) = lj, hi(i) = hj, lo(j) = li, hi(j) = hi_i;
+    } else if (mode(i) == 0) {
+      lo(i) = std::max(li, lj), hi(i) = std::max(hi_i, hj), lo(j) = std::min(li, lj), hi(j) = std::min(hi_i, hj);
+    }
+  }
+  if (prefix.exact) {
+    if (states)
+      for (Eigen::Index i = 0; i < half; ++i)
+        if ((*states)[i] != 0) prefix.constrain(*differences, i, (*states)[i]);
+    if (radius.maxCoeff() == 0.0) prefix.swap_pairs(mode);
+    else prefix.exact = false;
+  }
+}
+
 }  // namespace
 
 SubdomainBound bound_subdomain(const Network& net, const Subdomain& sub, Norm p, Norm q, bool linear_relaxation) {
@@ -221,8 +308,12 @@ SubdomainBound bound_subdomain(const Network& net, const Subdomain& sub, Norm p,
   }
   // Forward: interval bounds and the derivative interval [d_mid - d_rad, d_mid + d_rad] per neuron.
   std::vector<Eigen::VectorXd> d_mid, d_rad;
+  std::vector<Eigen::VectorXd> difference_width;  // per activation layer; MaxMin layers' only
   AffinePrefix prefix(n);
-  const bool relaxing = linear_relaxation && bounded;
+  // The linear relaxation is of elementwise activations only: with MaxMin, interval bounds.
+  const bool has_maxmin = std::any_of(net.layers().begin(), net.layers().end(),
+                                      [](const Layer& l) { return l.kind == LayerKind::MaxMin; });
+  const bool relaxing = linear_relaxation && bounded && !has_maxmin;
   LinearRelaxation relaxation(net, sub.lower, sub.upper);
   int act = 0;
   for (size_t index = 0; index < net.layers().size(); ++index) {
@@ -236,10 +327,10 @@ SubdomainBound bound_subdomain(const Network& net, const Subdomain& sub, Norm p,
         if (bounded) prefix.tighten(sub.lower, sub.upper, lo, hi);
       }
     } else if (l.is_activation()) {
-      if (!l.is_piecewise_linear_activation())
+      if (!l.is_piecewise_linear_activation() && l.kind != LayerKind::MaxMin)
         throw std::invalid_argument(std::string("bound_subdomain: ") + layer_kind_name(l.kind) +
-                                    " is not an elementwise piecewise-linear activation; branch and bound "
-                                    "needs ReLU or LeakyReLU");
+                                    " is not a piecewise-linear activation; branch and bound "
+                                    "needs ReLU, LeakyReLU or MaxMin");
       const double slope = l.kind == LayerKind::ReLU ? 0.0 : l.negative_slope;
       const NeuronStates* states = act < static_cast<int>(sub.states.size()) && !sub.states[act].empty()
                                        ? &sub.states[act] : nullptr;
@@ -247,6 +338,16 @@ SubdomainBound bound_subdomain(const Network& net, const Subdomain& sub, Norm p,
         throw std::invalid_argument("bound_subdomain: activation layer " + std::to_string(act) + " has " +
                                     std::to_string(lo.size()) + " neurons but the assignment has " +
                                     std::to_string(states->size()));
+      if (l.kind == LayerKind::MaxMin) {
+        Eigen::VectorXd mode, radius, width;
+        bound_maxmin(states, sub, bounded, prefix, lo, hi, result, mode, radius, width);
+        d_mid.push_back(mode);
+        d_rad.push_back(radius);
+        difference_width.push_back(width);
+        ++act;
+        continue;
+      }
+      difference_width.emplace_back();
       if (relaxing && !prefix.exact) {
         const Eigen::Index k = lo.size();
         Eigen::MatrixXd directions(k, 2 * k);
@@ -306,6 +407,26 @@ SubdomainBound bound_subdomain(const Network& net, const Subdomain& sub, Norm p,
       const Eigen::MatrixXd err = (apply_linear_transpose(l, c.cwiseAbs(), true) + abs_r) * g;
       c = apply_linear_transpose(l, c);
       r = (abs_r + err) * (1 + 4 * kUnitRoundoff);
+    } else if (l.kind == LayerKind::MaxMin) {
+      // Input row a of the transposed Jacobian is output row max or min (b the other): a free pair's
+      // two rows both lie in [(c_max + c_min) / 2 +- (|c_max - c_min| / 2 + max(r_max, r_min))].
+      --act;
+      const Eigen::VectorXd& mode = d_mid[act];
+      const Eigen::Index half = c.rows() / 2;
+      for (Eigen::Index i = 0; i < half; ++i) {
+        const Eigen::Index j = i + half;
+        if (mode(i) < 0) {
+          c.row(i).swap(c.row(j));
+          r.row(i).swap(r.row(j));
+        } else if (mode(i) == 0) {
+          const Eigen::RowVectorXd mid = c.row(i) / 2 + c.row(j) / 2;
+          const Eigen::RowVectorXd spread =
+              (((c.row(i) - c.row(j)).cwiseAbs() / 2 + r.row(i).cwiseMax(r.row(j))) + mid.cwiseAbs() * (2 * kUnitRoundoff)) *
+              (1 + 4 * kUnitRoundoff);
+          c.row(i) = mid, c.row(j) = mid;
+          r.row(i) = spread, r.row(j) = spread;
+        }
+      }
     } else if (l.is_activation()) {
       --act;
       const Eigen::VectorXd& dm = d_mid[act];
@@ -324,7 +445,10 @@ SubdomainBound bound_subdomain(const Network& net, const Subdomain& sub, Norm p,
   result.norm_upper = jacobian_set_norm_upper(result.jacobian_center, result.jacobian_radius, p, q);
   for (size_t k = 0; k < d_rad.size(); ++k)
     for (Eigen::Index i = 0; i < d_rad[k].size(); ++i)
-      if (d_rad[k](i) != 0.0) result.unstable.push_back(unstable_neuron(result, static_cast<int>(k), static_cast<int>(i), d_rad[k](i)));
+      if (d_rad[k](i) != 0.0)
+        result.unstable.push_back(difference_width[k].size() > 0
+                                      ? SubdomainBound::Unstable{static_cast<int>(k), static_cast<int>(i), 0.5 * difference_width[k](i)}
+                                      : unstable_neuron(result, static_cast<int>(k), static_cast<int>(i), d_rad[k](i)));
   return result;
 }
 

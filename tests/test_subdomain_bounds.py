@@ -78,6 +78,52 @@ def test_linear_relaxation_bounds_are_sound_and_tighter_than_intervals(activatio
     assert gained / 6 > 1.5
 
 
+def test_maxmin_pair_assignments_give_sound_bounds_and_jacobian_sets():
+    """Pairs kept or swapped by the assignment (state +1: a >= b) or left free: every sampled point
+    that satisfies it lies inside the bounds and its Jacobian inside the set; with every pair
+    assigned at a point, the set is that point's Jacobian alone."""
+    rng = np.random.default_rng(47)
+    net = lc.Network([lc.Dense(rng.normal(size=(8, 3)), rng.normal(size=8) * 0.3), lc.MaxMin(),
+                      lc.Dense(rng.normal(size=(6, 8)) / 2, rng.normal(size=6) * 0.3), lc.MaxMin(),
+                      lc.Dense(rng.normal(size=(2, 6)))], (3,))
+    for trial in range(6):
+        lo = rng.normal(size=3)
+        hi = lo + 0.5
+        point = lo + (hi - lo) * rng.random(3)
+        order = [np.where(z[0, :z.shape[1] // 2] >= z[0, z.shape[1] // 2:], 1, -1)
+                 for z in pre_activations(net, point[None])]
+        states = [np.zeros(2 * o.size, np.int8) for o in order]
+        every = trial >= 4  # the last trials assign every pair
+        assigned = order[0].size if every else 2
+        states[0][:assigned] = order[0][:assigned]
+        if every:
+            states[1][:order[1].size] = order[1]
+        b = bound(net, lo, hi, [st.tolist() for st in states])
+        assert b["feasible"]
+        x = np.vstack([point, lo + (hi - lo) * rng.random((4000, 3))])
+        pres = pre_activations(net, x)
+        inside = np.ones(len(x), bool)
+        for z, st in zip(pres, states):
+            h = z.shape[1] // 2
+            diff = z[:, :h] - z[:, h:]
+            inside &= np.all((st[:h] == 0) | (np.sign(diff) == st[:h]), axis=1)
+        assert inside[0] and inside.sum() > 20
+        for z, zl, zu in zip(pres, b["pre_lower"], b["pre_upper"]):
+            assert np.all(z[inside] >= zl) and np.all(z[inside] <= zu)
+        jac = net.jacobian(x[inside])
+        assert np.all(np.abs(jac - b["jacobian_center"]) <= b["jacobian_radius"])
+        if every:
+            assert not b["unstable"] and np.abs(b["jacobian_radius"]).max() < 1e-12
+            np.testing.assert_allclose(b["jacobian_center"], jac[0], rtol=1e-12, atol=1e-12)
+            assert len(b["region_h"]) == states[0].size // 2 + states[1].size // 2
+        else:
+            assert all(u[0] != 0 or u[1] >= assigned for u in b["unstable"])  # assigned pairs are not split again
+            assert all(u[1] < net.layers[2 * u[0]].weight.shape[0] // 2 for u in b["unstable"])  # pairs by index
+    bad = [[0, 0, 0, 0, 1, 0, 0, 0], []]
+    with pytest.raises(ValueError, match="one per pair"):
+        bound(net, lo, hi, bad)
+
+
 def test_negative_leaky_slope_interval_images_are_sound():
     rng = np.random.default_rng(45)
     net = random_mlp(rng, [3, 8, 6, 2], lambda: lc.LeakyReLU(-0.7))
@@ -135,7 +181,7 @@ def test_global_domain_keeps_every_free_neuron_unstable():
 
 def test_smooth_activations_and_bad_assignments_are_rejected():
     net = random_mlp(np.random.default_rng(44), [2, 4, 1], lc.Tanh)
-    with pytest.raises(ValueError, match="not an elementwise piecewise-linear"):
+    with pytest.raises(ValueError, match="not a piecewise-linear activation"):
         bound(net, np.zeros(2), np.ones(2))
     net = random_mlp(np.random.default_rng(44), [2, 4, 1])
     with pytest.raises(ValueError, match="4 neurons"):

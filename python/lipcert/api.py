@@ -59,7 +59,7 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
 
     start = time.perf_counter()
     if method == "auto":
-        with_bab = net.elementwise_piecewise_linear and _bab_takes(domain)
+        with_bab = net.piecewise_linear and _bab_takes(domain)
         names = auto_global_methods(net, time_limit) + (["bab"] if with_bab else [])
     else:
         names = [method]

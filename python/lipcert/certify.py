@@ -4,7 +4,7 @@ For a correctly classified x with predicted class c, no perturbation with ||delt
 prediction, where r = min over j != c of (f_c(x) - f_j(x)) / L_cj and L_cj bounds the Lipschitz
 constant of x -> f_c(x) - f_j(x) (each pair bounded separately, which is tighter than the usual
 margin / (sqrt(2) L)). Margins are lower-bounded by outward-rounded interval arithmetic on the
-single-point box {x} for ReLU/LeakyReLU networks; other networks use the floating-point margin with a
+single-point box {x} for ReLU/LeakyReLU/MaxMin networks; other networks use the floating-point margin with a
 relative allowance, and the result says so (`margins_certified`).
 """
 from __future__ import annotations
@@ -132,7 +132,7 @@ def _margin_lower_bounds(net: Network, x: np.ndarray, predicted: np.ndarray, log
     """margins[k, j] <= f_c(x_k) - f_j(x_k) for c = predicted[k] (+inf at j = c)."""
     n, classes = x.shape[0], net.output_size
     margins = np.full((n, classes), np.inf)
-    piecewise_linear = net.elementwise_piecewise_linear
+    piecewise_linear = net.piecewise_linear
     flat = x.reshape(n, -1)
     for c in np.unique(predicted):
         rows = np.flatnonzero(predicted == c)

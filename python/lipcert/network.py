@@ -49,10 +49,10 @@ class Network:
         return int(np.prod(self.output_shape))
 
     @property
-    def elementwise_piecewise_linear(self) -> bool:
-        """Every activation is elementwise and piecewise linear (ReLU, LeakyReLU): the networks that
-        branch and bound and the core's interval bounds take."""
-        return all(l.is_piecewise_linear and l.is_elementwise for l in self.layers if l.is_activation)
+    def piecewise_linear(self) -> bool:
+        """Every activation is piecewise linear (ReLU, LeakyReLU, MaxMin): the networks that branch
+        and bound (on a bounded domain) and the core's interval bounds take."""
+        return all(l.is_piecewise_linear for l in self.layers if l.is_activation)
 
     def layer_shapes(self) -> list[Tuple[Tuple[int, ...], Tuple[int, ...]]]:
         """(input shape, output shape) of every layer."""

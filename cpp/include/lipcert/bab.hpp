@@ -1,5 +1,6 @@
 #pragma once
-/// Exact local Lipschitz constants of piecewise-linear networks by branch and bound over activation
+/// Exact local Lipschitz constants of piecewise-linear networks (ReLU, LeakyReLU, MaxMin: a pair is
+/// split on the sign of a - b) by branch and bound over activation
 /// patterns (LipBaB, Bhowmick et al. 2021) on a bounded input box, or on an l1 ball within it, and
 /// on all of R^n through a homogenised network (lipschitz_bab_global).
 ///

@@ -15,7 +15,9 @@
 
 namespace lipcert {
 
-/// State of one neuron: -1 inactive (z <= 0), 0 free, +1 active (z >= 0).
+/// State of one neuron: -1 inactive (z <= 0), 0 free, +1 active (z >= 0). A MaxMin layer's states
+/// are one per pair, at the pair's first index (the second half stays 0): +1 kept (a >= b), -1
+/// swapped (a <= b); its "neurons" in SubdomainBound::Unstable are those pairs too.
 using NeuronStates = std::vector<int8_t>;
 
 struct Subdomain {
@@ -50,7 +52,8 @@ struct SubdomainBound {
 };
 
 /// Bounds one subdomain. Throws std::invalid_argument for smooth activations (tanh, sigmoid): the
-/// Jacobian set of a piecewise-linear network is what branch and bound splits.
+/// Jacobian set of a piecewise-linear network is what branch and bound splits. Networks with MaxMin
+/// get interval bounds (no linear relaxation) after free pairs.
 SubdomainBound bound_subdomain(const Network& net, const Subdomain& subdomain, Norm p, Norm q,
                                bool linear_relaxation = true);
 

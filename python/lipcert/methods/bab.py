@@ -1,7 +1,7 @@
-"""`bab`: exact Lipschitz constants of ReLU / LeakyReLU networks by branch and bound over activation
+"""`bab`: exact Lipschitz constants of ReLU / LeakyReLU / MaxMin networks by branch and bound over activation
 patterns (the C++ engine): local ones on a bounded domain (lipcert::lipschitz_bab) and, for networks
 of Dense layers, global ones on all of R^n (lipcert::lipschitz_bab_global, which searches the
-homogenised network t f(x / t)).
+homogenised network t f(x / t); ReLU and LeakyReLU only).
 
 The lower bound is seeded by the sampling search of `lower.py`; the engine raises it with certified
 witnesses at the Chebyshev centres of leaf regions. Both bounds are certified; `exact` means they
@@ -19,7 +19,7 @@ from .. import _core
 from .._cuda_loader import cuda_available, cuda_module
 from ..domain import Ball, Box
 from ..errors import UnsupportedLayerError
-from ..layers import Dense
+from ..layers import Dense, MaxMin
 from ..network import Network
 from .lower import certify_point, inside_domain, lower_bound
 
@@ -48,6 +48,10 @@ def domain_box(domain):
 def check_global_search(net: Network, device: str) -> None:
     """The global search (domain=None) takes networks of Dense layers, on the CPU."""
     for i, layer in enumerate(net.layers):
+        if isinstance(layer, MaxMin):
+            raise UnsupportedLayerError(f"layer {i} (MaxMin): method 'bab' with domain=None (the global constant) "
+                                        "takes ReLU and LeakyReLU activations only; bound on a lipcert.Box, or use "
+                                        "autolip or sdp for a global upper bound")
         if layer.is_affine and not isinstance(layer, Dense):
             raise UnsupportedLayerError(f"layer {i} ({type(layer).__name__}): method 'bab' with domain=None (the "
                                         "global constant) takes Dense layers only; bound on a lipcert.Box, or use "
@@ -88,9 +92,9 @@ def bab_bound(net: Network, p_in: float, p_out: float, domain, tol: float, time_
               show_progress: bool = False, device: str = "cpu"):
     """Returns (upper, certified, stats, lower, witness)."""
     for i, layer in enumerate(net.layers):
-        if layer.is_activation and not (layer.is_piecewise_linear and layer.is_elementwise):
-            raise UnsupportedLayerError(f"layer {i} ({type(layer).__name__}): method 'bab' needs elementwise "
-                                        "piecewise-linear activations (ReLU, LeakyReLU); use naive, autolip or sdp "
+        if layer.is_activation and not layer.is_piecewise_linear:
+            raise UnsupportedLayerError(f"layer {i} ({type(layer).__name__}): method 'bab' needs piecewise-linear "
+                                        "activations (ReLU, LeakyReLU, MaxMin); use naive, autolip or sdp "
                                         "for this network")
     if domain is None:
         check_global_search(net, device)
