@@ -257,9 +257,16 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
   }
   // One HiGHS instance per thread: the search runs on one, and the region checks of a batch of
   // parents on all of them (LPs are most of the search's own time).
+  // The others are created by their threads when first needed: a HiGHS instance costs as much as
+  // a few of the LPs of a small search.
   std::vector<std::unique_ptr<LpSolver>> lps(std::max(1, omp_get_max_threads()));
-  for (auto& solver : lps) solver = std::make_unique<LpSolver>();
+  lps[0] = std::make_unique<LpSolver>();
   LpSolver& lp = *lps[0];
+  auto thread_lp = [&]() -> LpSolver& {
+    std::unique_ptr<LpSolver>& solver = lps[omp_get_thread_num() % lps.size()];
+    if (!solver) solver = std::make_unique<LpSolver>();
+    return *solver;
+  };
   const RegionLp region_lp(net.input_size(), options.l1_ball);
   auto global_upper = [&] { return std::max(closed_upper, open.empty() ? 0.0 : open.top().upper); };
 
@@ -294,7 +301,7 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
     for (int i = 0; i < count; ++i) {
       if (!needs_lp(parents[i])) continue;
       try {
-        proved_empty[i] = region_lp.prove_empty(*lps[omp_get_thread_num() % lps.size()], parents[i]);
+        proved_empty[i] = region_lp.prove_empty(thread_lp(), parents[i]);
       } catch (const std::exception& e) {
         errors[i] = e.what();
       }

@@ -134,7 +134,7 @@ double LpSolver::chebyshev_radius(const Eigen::Ref<const Eigen::MatrixXd>& a, co
   }
 
   void* highs = fresh();
-  Highs_setStringOptionValue(highs, "presolve", "choose");
+  Highs_setStringOptionValue(highs, "presolve", "off");
   const HighsInt status = Highs_passLp(highs, static_cast<HighsInt>(n + 1), row,
                                        static_cast<HighsInt>(index.size()), kHighsMatrixFormatColwise,
                                        kHighsObjSenseMaximize, 0.0, cost.data(), col_lower.data(), col_upper.data(),
