@@ -9,7 +9,8 @@ Python + cvxopt/GLPK, measured on one of these 2-core machines, p = 2) come from
 The global section (domain = all of R^n, lipcert._core.lipschitz_bab_global) sets ExLipBaB's networks
 beside its published exact values and its own times there. Shi et al. (2022)'s suite is 16-w-w-10
 random ReLU nets, w in {16, 32, 64}, in the l-inf -> l-inf norm; no recipe fixes its domains here, so
-each net gets l-inf balls of radius 0.03 and 0.1 around a random centre. --plot draws lower and
+each net gets l-inf balls of radius 0.03 and 0.1 around a random centre; the maxmin section runs
+the same suite with MaxMin activations (GroupSort of size 2, pairs split on the sign of a - b). --plot draws lower and
 upper bound against time for the largest of them (matplotlib).
 """
 from __future__ import annotations
@@ -48,13 +49,13 @@ def load_lipbab(directory, name):
                            np.load(directory / f"{name}_biases.npy", allow_pickle=True))
 
 
-def random_relu_net(rng, sizes, bias_scale=0.1):
+def random_relu_net(rng, sizes, bias_scale=0.1, activation=lc.ReLU):
     layers = []
     for i in range(len(sizes) - 1):
         layers.append(lc.Dense(rng.normal(size=(sizes[i + 1], sizes[i])) / math.sqrt(sizes[i]),
                                rng.normal(size=sizes[i + 1]) * bias_scale))
         if i < len(sizes) - 2:
-            layers.append(lc.ReLU())
+            layers.append(activation())
     return lc.Network(layers, (sizes[0],))
 
 
@@ -68,11 +69,11 @@ def lipmip_suite(seed=0):
         yield sizes, net, rng.normal(size=2)
 
 
-def shi_suite(seed=0):
+def shi_suite(seed=0, activation=lc.ReLU):
     """Shi et al. (2022)'s 16-w-w-10 nets; (width, network, ball centre) each."""
     rng = np.random.default_rng(seed)
     for width in (16, 32, 64):
-        yield width, random_relu_net(rng, [16, width, width, 10]), rng.normal(size=16)
+        yield width, random_relu_net(rng, [16, width, width, 10], activation=activation), rng.normal(size=16)
 
 
 def global_engine(net, p, tol, limit, repeat=3):
@@ -107,7 +108,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--time-limit", type=float, default=300.0)
-    parser.add_argument("--sections", default="local,lipmip,shi,global", help="comma-separated subset")
+    parser.add_argument("--sections", default="local,lipmip,shi,maxmin,global", help="comma-separated subset")
     parser.add_argument("--plot", type=Path, help="PNG of the bounds against time on Shi et al.'s widest net")
     args = parser.parse_args(argv)
     sections = args.sections.split(",")
@@ -120,6 +121,8 @@ def main(argv=None):
         lipmip_section(args)
     if "shi" in sections:
         shi_section(args)
+    if "maxmin" in sections:
+        shi_section(args, lc.MaxMin)
     if args.plot:
         plot_bounds(args)
     if "global" in sections:
@@ -164,11 +167,12 @@ def lipmip_section(args):
                   f"| {neuron} | {n['nodes']} | {t_neuron / t:.1f}x |", flush=True)
 
 
-def shi_section(args):
-    print("\n## Shi et al.'s suite (16-w-w-10, l-inf ball around a random centre, l-inf -> l-inf)\n")
+def shi_section(args, activation=lc.ReLU):
+    name = "MaxMin" if activation is lc.MaxMin else "ReLU"
+    print(f"\n## Shi et al.'s suite with {name} (16-w-w-10, l-inf ball around a random centre, l-inf -> l-inf)\n")
     print("| network | radius | value | engine to exact (s) | nodes | engine to 1% (s) |")
     print("|---|---|---|---|---|---|")
-    for width, net, center in shi_suite():
+    for width, net, center in shi_suite(activation=activation):
         for radius in (0.03, 0.1):
             lo, hi = center - radius, center + radius
             t, r = engine(net, lo, hi, math.inf, math.inf, 1e-9, args.time_limit, repeat=1)
