@@ -42,8 +42,8 @@ detail::NetworkPlan make_plan(const Network& net, long long max_dense_entries) {
     } else if (l.is_activation()) {
       if (!l.is_piecewise_linear_activation())
         throw std::invalid_argument(std::string("GpuSubdomainBounder: ") + layer_kind_name(l.kind) +
-                                    " is not an elementwise piecewise-linear activation; branch and bound "
-                                    "needs ReLU or LeakyReLU");
+                                    " is not an elementwise piecewise-linear activation; the GPU bounder "
+                                    "takes ReLU or LeakyReLU (branch and bound over MaxMin runs on the CPU)");
       const double slope = l.kind == LayerKind::ReLU ? 0.0 : l.negative_slope;
       plan.steps.push_back({false, in, out, -1, slope, plan.total_neurons, activation++});
       plan.total_neurons += out;
