@@ -10,8 +10,8 @@ The global section (domain = all of R^n, lipcert._core.lipschitz_bab_global) set
 beside its published exact values and its own times there. Shi et al. (2022)'s suite is 16-w-w-10
 random ReLU nets, w in {16, 32, 64}, in the l-inf -> l-inf norm; no recipe fixes its domains here, so
 each net gets l-inf balls of radius 0.03 and 0.1 around a random centre; the maxmin section runs
-the same suite with MaxMin activations (GroupSort of size 2, pairs split on the sign of a - b). --plot draws lower and
-upper bound against time for the largest of them (matplotlib).
+the same suite with MaxMin activations (GroupSort of size 2, pairs split on the sign of a - b).
+--plot draws lower and upper bound against time for the largest of them (matplotlib).
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def load_lipbab(directory, name):
                            np.load(directory / f"{name}_biases.npy", allow_pickle=True))
 
 
-def random_relu_net(rng, sizes, bias_scale=0.1, activation=lc.ReLU):
+def random_net(rng, sizes, bias_scale=0.1, activation=lc.ReLU):
     layers = []
     for i in range(len(sizes) - 1):
         layers.append(lc.Dense(rng.normal(size=(sizes[i + 1], sizes[i])) / math.sqrt(sizes[i]),
@@ -65,7 +65,7 @@ def lipmip_suite(seed=0):
     rng = np.random.default_rng(seed)
     suites = [[2, 20 * w, 20 * w, 20 * w, 2] for w in (1, 2)] + [[2] + [20] * d + [2] for d in (3, 5, 7)]
     for sizes in suites:
-        net = random_relu_net(rng, sizes).with_output(np.array([[1.0, -1.0]]))
+        net = random_net(rng, sizes).with_output(np.array([[1.0, -1.0]]))
         yield sizes, net, rng.normal(size=2)
 
 
@@ -73,7 +73,7 @@ def shi_suite(seed=0, activation=lc.ReLU):
     """Shi et al. (2022)'s 16-w-w-10 nets; (width, network, ball centre) each."""
     rng = np.random.default_rng(seed)
     for width in (16, 32, 64):
-        yield width, random_relu_net(rng, [16, width, width, 10], activation=activation), rng.normal(size=16)
+        yield width, random_net(rng, [16, width, width, 10], activation=activation), rng.normal(size=16)
 
 
 def global_engine(net, p, tol, limit, repeat=3):

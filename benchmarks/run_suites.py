@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lipcert as lc  # noqa: E402
 from lipcert import _core  # noqa: E402
-from bench_bab import LIPBAB, lipmip_suite, load_lipbab, random_relu_net  # noqa: E402
+from bench_bab import LIPBAB, lipmip_suite, load_lipbab, random_net  # noqa: E402
 from bench_sdp import GLIPSDP_SECONDS_W64  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -62,7 +62,7 @@ def bab_problems(shared: Path):
         yield "LipMIP", "-".join(map(str, sizes)), net, center, 0.1, math.inf, 1.0, None
     rng = np.random.default_rng(1)
     for w in (16, 32, 64):
-        net = random_relu_net(rng, [16, w, w, 10], bias_scale=0.5)
+        net = random_net(rng, [16, w, w, 10], bias_scale=0.5)
         yield "Shi et al.", f"16-{w}-{w}-10", net, rng.normal(size=16) * 0.5, 0.05, math.inf, math.inf, None
 
 

@@ -255,10 +255,9 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
       }
     result.nodes = static_cast<long>(roots.size());
   }
-  // One HiGHS instance per thread: the search runs on one, and the region checks of a batch of
-  // parents on all of them (LPs are most of the search's own time).
-  // The others are created by their threads when first needed: a HiGHS instance costs as much as
-  // a few of the LPs of a small search.
+  // One HiGHS instance per thread: the search runs on the first, and the region checks of a batch
+  // of parents on all of them (LPs are most of the search's own time). The others are created by
+  // their threads when first needed: an instance costs as much as a few LPs of a small search.
   std::vector<std::unique_ptr<LpSolver>> lps(std::max(1, omp_get_max_threads()));
   lps[0] = std::make_unique<LpSolver>();
   LpSolver& lp = *lps[0];
@@ -392,7 +391,7 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
       if (children.empty()) return;
       std::sort(children.begin(), children.end(), [](const Node& a, const Node& b) { return a.upper > b.upper; });
       size_t next = 0;
-      while (next < children.size() && !children[next].region_checked && region_empty(children[next])) ++next;
+      while (next < children.size() && region_empty(children[next])) ++next;
       if (next == children.size()) return;
       for (size_t i = next + 1; i < children.size(); ++i) open.push(std::move(children[i]));
       path[0] = std::move(children[next]);

@@ -1,19 +1,20 @@
 #pragma once
 /// Exact local Lipschitz constants of piecewise-linear networks (ReLU, LeakyReLU, MaxMin: a pair is
-/// split on the sign of a - b) by branch and bound over activation
-/// patterns (LipBaB, Bhowmick et al. 2021) on a bounded input box, or on an l1 ball within it, and
-/// on all of R^n through a homogenised network (lipschitz_bab_global).
+/// split on the sign of a - b) by branch and bound over activation patterns (LipBaB, Bhowmick et al.
+/// 2021) on a bounded input box, or on an l1 ball within it, and on all of R^n through a homogenised
+/// network (lipschitz_bab_global).
 ///
-/// Nodes are a box plus a partial activation assignment. Each node is bounded by
-/// bound_subdomain (a certified bound on the norm of its Jacobian set); neurons are split in layer
-/// order (or, with BabOptions::input_bisection, the box is halved while many neurons are unstable), so the region of every node is a polytope whose constraints are exact affine functions of
-/// the input (computed with error bounds). A node is pruned only when its interval bounds contradict
-/// its assignment or when its region is proved empty by a Farkas certificate (prove_infeasible);
-/// that proof is sought only for nodes about to be split and for leaves that could not be
-/// certified, since most nodes leave the queue by their bound alone, and not for a region known to
-/// hold a point (the one of its parent's that it kept). Each LP starts from the final basis of the
-/// nearest ancestor whose LP ran. A leaf (every neuron determined) has a single Jacobian; its region's
-/// Chebyshev centre, certified by certified_directional_lower, gives a witness and a lower bound.
+/// Nodes are a box plus a partial activation assignment. Each node is bounded by bound_subdomain (a
+/// certified bound on the norm of its Jacobian set); neurons are split in layer order (or, with
+/// BabOptions::input_bisection, the box is halved while many neurons are unstable), so the region of
+/// every node is a polytope whose constraints are exact affine functions of the input (computed with
+/// error bounds). A node is pruned only when its interval bounds contradict its assignment or when
+/// its region is proved empty by a Farkas certificate (prove_infeasible); that proof is sought only
+/// for nodes about to be split and for leaves that could not be certified, since most nodes leave
+/// the queue by their bound alone, and not for a region known to hold a point (the one of its
+/// parent's that it kept). Each LP starts from the final basis of the nearest ancestor whose LP ran.
+/// A leaf (every neuron determined) has a single Jacobian; its region's Chebyshev centre, certified
+/// by certified_directional_lower, gives a witness and a lower bound.
 #include <functional>
 #include <limits>
 #include <memory>
