@@ -62,11 +62,11 @@ def certified_bound_from_multipliers(net: Network, multipliers, p_in: float, p_o
 
 
 # Rough cost model of one solve on these machines (flops per Newton step, steps, flop rate), used by
-# method="auto" to leave sdp out where it would not fit the time limit. Measured on 2 cores: 73-91
-# steps on random MLPs of 64-400 neurons (2-6 layers); from 128 neurons the model gives 0.7-1.8x
-# the real time, and GLipSDP's MNIST W64 d=16 (12.4 s) and d=32 (103 s) are predicted at 12 and 72 s.
-_NEWTON_STEPS = 90
-_FLOPS_PER_SECOND = 5e9
+# method="auto" to leave sdp out where it would not fit the time limit. Measured on 2 cores: 48-64
+# steps on random MLPs of 64-400 neurons (2-6 layers), where the model gives 0.6-1.5x the real time
+# from 128 neurons; GLipSDP's MNIST W64 d=16 (4.75 s) and d=32 (34.2 s) are predicted at 5.7 and 34 s.
+_NEWTON_STEPS = 60
+_FLOPS_PER_SECOND = 7e9
 _AUTO_DEFAULT_SECONDS = 30.0
 
 
