@@ -336,16 +336,17 @@ Point original_scale(const Reduced& r, Point p) {
   return p;
 }
 
-// Follows the barrier's central path from y at t until the gap nu / (t rho) is below tol: Newton
-// centring at each t, then a predictor step along the path's tangent to a larger t.
 struct Path {
-  VectorXd y;
-  std::vector<VectorXd> centred;  // centred points, most recent last: fallbacks for the proof
+  // The centred points, then the last point where that was not centred: the proof's candidates,
+  // most recent last.
+  std::vector<VectorXd> points;
   int steps = 0;
   double relative_gap = 0.0;
   std::string status = "max_steps";
 };
 
+// Follows the barrier's central path from y at t until the gap nu / (t rho) is below tol: Newton
+// centring at each t, then a predictor step along the path's tangent to a larger t.
 Path follow_path(const Reduced& r, const Barrier& barrier, VectorXd y, double t, double tol, int max_steps) {
   Path path;
   int& steps = path.steps;
@@ -401,7 +402,7 @@ Path follow_path(const Reduced& r, const Barrier& barrier, VectorXd y, double t,
       path.status = stalled ? "stalled" : "max_steps";
       break;
     }
-    path.centred.push_back(y);
+    path.points.push_back(y);
     path.relative_gap = barrier.nu() / t / std::max(y(0), 1e-300);
     if (path.relative_gap <= tol) { path.status = "optimal"; break; }
     // Predictor: the central path is close to linear in 1/t (y(t) ~ y* + c / t), so its tangent
@@ -421,7 +422,7 @@ Path follow_path(const Reduced& r, const Barrier& barrier, VectorXd y, double t,
     }
     t *= std::max(mu, 2.0);
   }
-  path.y = y;
+  if (path.points.empty() || path.points.back() != y) path.points.push_back(y);
   return path;
 }
 
@@ -442,19 +443,17 @@ LipSdpResult solve_lipsdp(const SlopeRestrictedNetwork& net, const LipSdpOptions
   // Start with the objective's weight t rho a tenth of the barrier's nu, i.e. centre near the start
   // and let the predictor follow the path (measured on the LipSDP and GLipSDP MNIST models: deep
   // networks centre far slower from t rho = 1 or 10 nu).
-  double t = 0.1 * barrier.nu() / std::max(y(0), 1e-300);
-  Path path = follow_path(r, barrier, y, t, options.tol, options.max_newton_steps);
+  const double t = 0.1 * barrier.nu() / std::max(y(0), 1e-300);
+  const Path path = follow_path(r, barrier, y, t, options.tol, options.max_newton_steps);
   result.status = path.status;
   result.relative_gap = path.relative_gap;
   result.newton_steps = path.steps;
-  std::vector<VectorXd>& centred = path.centred;
-  y = path.y;
   // The proof needs M strictly definite; near the boundary its rounding margins cost more than the
   // last steps gained, so the last few points are all tried and the best proved bound kept.
-  if (centred.empty() || centred.back() != y) centred.push_back(y);
-  const size_t tried = std::min<size_t>(centred.size(), 3);
-  for (size_t i = centred.size() - tried; i < centred.size(); ++i) {
-    const Point p = original_scale(r, barrier.unpack(centred[i]));
+  const std::vector<VectorXd>& points = path.points;
+  const size_t tried = std::min<size_t>(points.size(), 3);
+  for (size_t i = points.size() - tried; i < points.size(); ++i) {
+    const Point p = original_scale(r, barrier.unpack(points[i]));
     const double bound = lipsdp_certified_bound(net, p.lambda);
     if (bound < result.certified_upper || result.multipliers.size() == 0) {
       result.multipliers = p.lambda;
