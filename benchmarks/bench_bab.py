@@ -220,7 +220,7 @@ def global_section(args):
         t_gap, g = global_engine(net, 2.0, 1e-2, args.time_limit, repeat)
         value = f"{r['upper']:.12g}" if r["exact"] else f"[{r['lower']:.6g}, {r['upper']:.6g}] ({r['status']})"
         gap = f"{t_gap:.3f}" if g["exact"] else f"- ({g['status']})"
-        speed = f"{peer_time / t_exact:.0f}x" if peer_time and r["exact"] else ""
+        speed = f"{peer_time / t_exact:.1f}x" if peer_time and r["exact"] else ""
         print(f"| {name} | {value} | {published or ''} | {t_exact:.3f} | {r['nodes']} | {gap} | {peer_time or ''} "
               f"| {speed} |", flush=True)
 

@@ -62,18 +62,6 @@ std::pair<int, int> branching_neuron(const SubdomainBound& b) {
   return {layer, neuron};
 }
 
-// Keeps the Jacobian set's first `columns` columns (0: all) and bounds their norm: a sub-matrix's
-// norm is at most the matrix's, so the parent's cap still holds.
-void restrict_columns(std::vector<SubdomainBound>& bounds, int columns, Norm p, Norm q) {
-  if (columns == 0) return;
-  for (SubdomainBound& b : bounds) {
-    if (!b.feasible) continue;
-    b.jacobian_center = b.jacobian_center.leftCols(columns).eval();
-    b.jacobian_radius = b.jacobian_radius.leftCols(columns).eval();
-    b.norm_upper = jacobian_set_norm_upper(b.jacobian_center, b.jacobian_radius, p, q);
-  }
-}
-
 // A region {G x <= h} of a node's box, as the LPs see it. With an l1 ball, the LPs run over (x, t):
 // the region's rows act on x, and x - t <= c, -x - t <= -c, sum t <= r (exact data) keep x in the ball.
 class RegionLp {
@@ -222,9 +210,6 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
     if (box.lower.size() != net.input_size() || box.upper.size() != net.input_size() || !box.lower.allFinite() ||
         !box.upper.allFinite())
       throw std::invalid_argument("lipschitz_bab: every input box must be bounded and of the network's input size");
-  if (options.jacobian_columns < 0 || options.jacobian_columns > net.input_size())
-    throw std::invalid_argument("lipschitz_bab: jacobian_columns must be between 0 and the input size");
-  const int columns = options.jacobian_columns;
   Eigen::VectorXd root_width = Eigen::VectorXd::Zero(net.input_size());
   for (const InputBox& box : boxes) root_width = root_width.cwiseMax(box.upper - box.lower);
   root_width = root_width.cwiseMax(std::numeric_limits<double>::min());
@@ -246,7 +231,6 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
     std::vector<Subdomain> roots(boxes.size());
     for (size_t i = 0; i < boxes.size(); ++i) roots[i].lower = boxes[i].lower, roots[i].upper = boxes[i].upper;
     std::vector<SubdomainBound> bounds = bounder->bound(roots, p, q);
-    restrict_columns(bounds, columns, p, q);
     for (size_t i = 0; i < roots.size(); ++i)
       if (bounds[i].feasible) {
         const double u = bounds[i].norm_upper;
@@ -269,9 +253,8 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
   const RegionLp region_lp(net.input_size(), options.l1_ball);
   auto global_upper = [&] { return std::max(closed_upper, open.empty() ? 0.0 : open.top().upper); };
 
-  // Whether a node's region is proved empty: by a Farkas-verified LP (its outcome passed in as
-  // proved_by_lp when another thread ran it; not sought when the node has an `inside` point) or by
-  // options.prove_no_interior.
+  // Whether a node's region is proved empty by a Farkas-verified LP (its outcome passed in as
+  // proved_by_lp when another thread ran it; not sought when the node has an `inside` point).
   auto needs_lp = [](const Node& node) { return !node.region_checked && node.inside.size() == 0; };
   auto region_empty = [&](Node& node, int proved_by_lp = -1) {
     bool by_lp = proved_by_lp > 0;
@@ -279,7 +262,7 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
       ++result.region_proofs;
       by_lp = region_lp.prove_empty(lp, node);
     }
-    if (by_lp || (options.prove_no_interior && options.prove_no_interior(node.subdomain, node.bound))) {
+    if (by_lp) {
       ++result.pruned_by_lp;
       return true;
     }
@@ -340,7 +323,6 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
     }
     if (children.empty()) return std::vector<Node>{};
     std::vector<SubdomainBound> bounds = bounder->bound(children, p, q);
-    restrict_columns(bounds, columns, p, q);
     result.nodes += static_cast<long>(children.size());
     std::vector<Node> kept;
     for (size_t i = 0; i < children.size(); ++i) {
@@ -362,9 +344,7 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
     ++result.leaves;
     Eigen::VectorXd center;
     if (!region_lp.interior_point(lp, leaf.subdomain, leaf.bound, &center)) return false;
-    Eigen::VectorXd v = Eigen::VectorXd::Zero(net.input_size());  // zero on the columns left out
-    const Eigen::VectorXd argmax = operator_norm(leaf.bound.jacobian_center, p, q).argmax;
-    v.head(argmax.size()) = argmax;
+    const Eigen::VectorXd v = operator_norm(leaf.bound.jacobian_center, p, q).argmax;
     const CertifiedDirectional cd = certified_directional_lower(net, center, v, p, q);
     if (cd.pattern_verified && cd.lower > result.lower) result.lower = cd.lower, result.witness = center;
     return cd.pattern_verified;

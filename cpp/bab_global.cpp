@@ -1,8 +1,13 @@
 #include <algorithm>
+#include <chrono>
+#include <limits>
 #include <memory>
 #include <optional>
+#include <queue>
 #include <string>
 #include <vector>
+
+#include <omp.h>
 
 #include "lipcert/bab.hpp"
 #include "lipcert/certified_jvp.hpp"
@@ -12,63 +17,22 @@ namespace lipcert {
 
 namespace {
 
-// g(x, t) = t f(x / t) (t > 0) as a network on (x, t). Every layer carries u = t + 1 >= 1 in one
-// extra last coordinate, which stays on the identity branch of every ReLU/LeakyReLU (so it is never
-// branched on), and a Dense layer W y + b becomes W y + b (u - 1) = W y + b t: positively homogeneous
-// in (x, t), like the activations. The first Dense layer reads t itself, the last drops u.
-Network homogenized(const Network& net) {
-  const int n = net.input_size();
-  std::vector<const Layer*> kept;
+// Throws UnsupportedLayerError unless every layer is Dense, Flatten, ReLU or LeakyReLU.
+void check_layers(const Network& net) {
   for (size_t i = 0; i < net.layers().size(); ++i) {
     const Layer& l = net.layers()[i];
-    if (l.kind == LayerKind::Flatten) continue;
-    if (l.kind != LayerKind::Dense && !l.is_piecewise_linear_activation())
-      throw UnsupportedLayerError("layer " + std::to_string(i) + " (" + layer_kind_name(l.kind) +
-                                  "): the global constant by branch and bound takes Dense layers and ReLU/LeakyReLU "
-                                  "activations; unroll convolutions, or bound on a box");
-    kept.push_back(&l);
+    if (l.kind == LayerKind::Flatten || l.kind == LayerKind::Dense || l.is_piecewise_linear_activation()) continue;
+    throw UnsupportedLayerError("layer " + std::to_string(i) + " (" + layer_kind_name(l.kind) +
+                                "): the global constant by branch and bound takes Dense layers and ReLU/LeakyReLU "
+                                "activations; unroll convolutions, or bound on a box");
   }
-  std::vector<Layer> layers;
-  if (kept.empty() || kept.front()->kind != LayerKind::Dense) {  // an entry layer (x, t) -> (x, t + 1)
-    Eigen::VectorXd bias = Eigen::VectorXd::Zero(n + 1);
-    bias(n) = 1.0;
-    layers.push_back(Layer::dense(Eigen::MatrixXd::Identity(n + 1, n + 1), bias));
-  }
-  for (size_t k = 0; k < kept.size(); ++k) {
-    const Layer& l = *kept[k];
-    if (l.kind != LayerKind::Dense) {
-      layers.push_back(Layer::activation(l.kind, l.negative_slope));
-      continue;
-    }
-    const bool reads_t = layers.empty(), last = k + 1 == kept.size();
-    const Eigen::Index out = l.weight.rows(), in = l.weight.cols();
-    Eigen::MatrixXd w = Eigen::MatrixXd::Zero(out + (last ? 0 : 1), in + 1);
-    Eigen::VectorXd b = Eigen::VectorXd::Zero(w.rows());
-    w.topLeftCorner(out, in) = l.weight;
-    w.block(0, in, out, 1) = l.bias;
-    if (!reads_t) b.head(out) = -l.bias;  // b u - b = b t
-    if (!last) {
-      w(out, in) = 1.0;
-      b(out) = reads_t ? 1.0 : 0.0;
-    }
-    layers.push_back(Layer::dense(std::move(w), std::move(b)));
-  }
-  if (layers.back().kind != LayerKind::Dense) {  // drop u after a final activation
-    const int m = net.output_size();
-    Eigen::MatrixXd w = Eigen::MatrixXd::Zero(m, m + 1);
-    w.leftCols(m).setIdentity();
-    layers.push_back(Layer::dense(std::move(w), Eigen::VectorXd::Zero(m)));
-  }
-  TensorShape input;
-  input.channels = n + 1;
-  return Network(input, std::move(layers));
 }
 
 // Proves that a partial activation pattern of f has an empty region in R^n, from the layers after the
 // first: the outputs of layer 0's fixed neurons are left free (within their signs), so every variable
 // is sign-constrained and the Farkas proof survives rounding even on an unbounded set. This is what
-// prunes g's nodes that live only on its face t = 0 (points at infinity), where the LP over a box
-// cannot help: e.g. a neuron after a layer that is all inactive reads only its bias.
+// prunes the patterns realised only at infinity, which no LP over a face of the cube can exclude:
+// e.g. a neuron after a layer that is all inactive reads only its bias.
 class RegionRelaxation {
  public:
   // Disabled (prove() false) unless every pair of consecutive activation layers of f is joined by
@@ -91,14 +55,13 @@ class RegionRelaxation {
     enabled_ = true;
   }
 
-  // states: the signs of g's neurons in every activation layer (f's neurons, then the u channel,
-  // ignored).
+  // states: the signs of f's neurons in every activation layer.
   bool prove(LpSolver& lp, const std::vector<NeuronStates>& states) const {
     if (!enabled_) return false;
     // Layers 0 .. last: all fully fixed but the last, of which the fixed neurons take part.
     int last = 0;
     while (last + 1 < static_cast<int>(states.size()) &&
-           std::all_of(states[last].begin(), states[last].end() - 1, [](int8_t s) { return s != 0; }))
+           std::all_of(states[last].begin(), states[last].end(), [](int8_t s) { return s != 0; }))
       ++last;
     if (last == 0) return false;
     // Variables: v_i >= 0 with z_i = state_i v_i per fixed neuron, and w_i = |slope| v_i >= 0 per
@@ -106,7 +69,7 @@ class RegionRelaxation {
     std::vector<std::vector<int>> v(last + 1), w(last + 1);
     int columns = 0;
     for (int k = 0; k <= last; ++k) {
-      const int size = static_cast<int>(states[k].size()) - 1;
+      const int size = static_cast<int>(states[k].size());
       v[k].assign(size, -1), w[k].assign(size, -1);
       for (int i = 0; i < size; ++i) {
         if (states[k][i] == 0) continue;
@@ -172,21 +135,10 @@ std::optional<double> certified_norm_at(const Network& net, const Eigen::VectorX
   return cd.lower;
 }
 
-}  // namespace
-
-BabResult lipschitz_bab_global(const Network& net, Norm p, Norm q, const BabOptions& options, double initial_lower,
-                               const Eigen::VectorXd& initial_witness,
-                               const std::function<bool(const BabProgress&)>& progress) {
-  if (options.bounder || options.l1_ball || options.jacobian_columns != 0 || options.prove_no_interior)
-    throw std::invalid_argument(
-        "lipschitz_bab_global: bounder, l1_ball, jacobian_columns and prove_no_interior must be unset");
-  const int n = net.input_size();
-  if (initial_witness.size() != n) throw std::invalid_argument("lipschitz_bab_global: the witness needs the input size");
-  const Network g = homogenized(net);
-  // g's regions are cones with apex 0, which lies in every closed region, so no LP could prove one
-  // empty on a box around it. A cone with interior in t > 0 meets the faces of the cube
-  // [-1, 1]^n x [0, 1] other than t = 0; the search covers them thickened, as 2n + 1 boxes that stay
-  // away from the apex.
+// The faces of the cube [-1, 1]^n x [0, 1] other than t = 0, thickened to half the cube's width
+// (2n + 1 boxes in (x, t)): the cone {(x, t) : t > 0, x / t in R} over a region R with interior meets
+// one of them with interior, so R is empty once its cone is proved empty on each.
+std::vector<InputBox> cube_faces(int n) {
   std::vector<InputBox> faces;
   for (int i = 0; i <= n; ++i)
     for (double side : {1.0, -1.0}) {
@@ -197,28 +149,206 @@ BabResult lipschitz_bab_global(const Network& net, Norm p, Norm q, const BabOpti
       else face.upper(i) = -0.5;
       faces.push_back(std::move(face));
     }
-  BabOptions search = options;
-  search.jacobian_columns = n;
-  const auto lp = std::make_shared<LpSolver>();
-  search.prove_no_interior = [relaxation = RegionRelaxation(net), lp](const Subdomain& s, const SubdomainBound& b) {
-    return relaxation.prove(*lp, signs(s, b));
-  };
-  // The seed's witness stays in f's coordinates: the search only reports whether a leaf beat it.
-  BabResult result = lipschitz_bab(g, faces, p, q, search, initial_lower, Eigen::VectorXd::Zero(n + 1), progress);
+  return faces;
+}
 
-  // A leaf raised the lower bound at (x, t), t > 0: its point of R^n is x / t, certified again on f
-  // itself (the division rounds).
-  double best = initial_lower;
-  Eigen::VectorXd witness = initial_witness;
-  if (result.lower > initial_lower && result.witness(n) > 0) {
-    const Eigen::VectorXd x = result.witness.head(n) / result.witness(n);
-    const std::optional<double> value = certified_norm_at(net, x, p, q);
-    if (value && *value > best) best = *value, witness = x;
+struct GlobalNode {
+  Subdomain subdomain;  // an unbounded box: only the assignment restricts it
+  SubdomainBound bound;
+  double upper;
+  Eigen::VectorXd inside;  // a point strictly inside the region, in floating point (a hint), or empty
+  std::vector<char> faces;  // the cube faces on which the region's cone is not proved empty
+};
+
+struct ByUpperBound {
+  bool operator()(const GlobalNode& a, const GlobalNode& b) const { return a.upper < b.upper; }
+};
+
+bool strictly_inside(const SubdomainBound& b, const Eigen::VectorXd& x) {
+  return x.size() > 0 && (b.region_g.rows() == 0 || (b.region_g * x - b.region_h).maxCoeff() < 0.0);
+}
+
+}  // namespace
+
+BabResult lipschitz_bab_global(const Network& net, Norm p, Norm q, const BabOptions& options, double initial_lower,
+                               const Eigen::VectorXd& initial_witness,
+                               const std::function<bool(const BabProgress&)>& progress) {
+  if (options.bounder || options.l1_ball || options.input_bisection != 0)
+    throw std::invalid_argument("lipschitz_bab_global: bounder, l1_ball and input_bisection must be unset");
+  const int n = net.input_size();
+  if (initial_witness.size() != n) throw std::invalid_argument("lipschitz_bab_global: the witness needs the input size");
+  check_layers(net);
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
+  double next_report = options.progress_interval;
+  const double inf = std::numeric_limits<double>::infinity();
+  const Eigen::VectorXd everywhere_lo = Eigen::VectorXd::Constant(n, -inf), everywhere_hi = Eigen::VectorXd::Constant(n, inf);
+  const std::vector<InputBox> faces = cube_faces(n);
+  const RegionRelaxation relaxation(net);
+  // One HiGHS instance per thread: the face proofs of a region run on all of them, the rest of the
+  // search on the first.
+  std::vector<std::unique_ptr<LpSolver>> lps(std::max(1, omp_get_max_threads()));
+  lps[0] = std::make_unique<LpSolver>();
+  LpSolver& lp = *lps[0];
+  auto thread_lp = [&]() -> LpSolver& {
+    std::unique_ptr<LpSolver>& solver = lps[omp_get_thread_num() % lps.size()];
+    if (!solver) solver = std::make_unique<LpSolver>();
+    return *solver;
+  };
+
+  BabResult result;
+  result.lower = initial_lower;
+  result.witness = initial_witness;
+  double closed_upper = 0.0;  // max over leaves kept without a certified witness
+  std::priority_queue<GlobalNode, std::vector<GlobalNode>, ByUpperBound> open;
+  {
+    std::vector<Subdomain> root{Subdomain{everywhere_lo, everywhere_hi, {}}};
+    SubdomainBound b = bound_subdomain(net, root[0], p, q, false);
+    const double u = b.norm_upper;
+    open.push(GlobalNode{std::move(root[0]), std::move(b), u, Eigen::VectorXd::Zero(n),
+                         std::vector<char>(faces.size(), 1)});
+    result.nodes = 1;
   }
-  result.lower = best;
-  result.witness = witness;
+  auto global_upper = [&] { return std::max(closed_upper, open.empty() ? 0.0 : open.top().upper); };
+
+  // An interior point of the region by its Chebyshev centre over R^n (HiGHS, uncertified: a hint).
+  // An LP that HiGHS does not solve finds none: the region then needs a proof to be pruned.
+  auto find_inside = [&](GlobalNode& node) {
+    Eigen::VectorXd center;
+    double radius = -1.0;
+    try {
+      radius = lp.chebyshev_radius(node.bound.region_g, node.bound.region_h, everywhere_lo, everywhere_hi, &center);
+    } catch (const std::runtime_error&) {
+    }
+    if (radius > 0 && strictly_inside(node.bound, center)) node.inside = center;
+    return node.inside.size() > 0;
+  };
+  // Proves the region empty: its cone (rows G x - h t <= 0) on every cube face not yet excluded,
+  // each by a Farkas certificate, or all of R^n at once by the relaxation from the second layer.
+  auto prove_empty = [&](GlobalNode& node) {
+    ++result.region_proofs;
+    const SubdomainBound& b = node.bound;
+    const Eigen::Index m = b.region_g.rows();
+    Eigen::MatrixXd g(m, n + 1), g_error(m, n + 1);
+    g << b.region_g, -b.region_h;
+    g_error << b.region_g_error, b.region_h_error;
+    const Eigen::VectorXd zero = Eigen::VectorXd::Zero(m);
+    std::vector<std::string> errors(faces.size());
+#pragma omp parallel for schedule(dynamic)
+    for (int f = 0; f < static_cast<int>(faces.size()); ++f) {
+      if (!node.faces[f]) continue;
+      try {
+        if (thread_lp().prove_infeasible(g, zero, g_error, zero, faces[f].lower, faces[f].upper)) node.faces[f] = 0;
+      } catch (const std::exception& e) {
+        errors[f] = e.what();
+      }
+    }
+    for (const auto& e : errors)
+      if (!e.empty()) throw std::runtime_error(e);
+    const bool all = std::none_of(node.faces.begin(), node.faces.end(), [](char alive) { return alive; });
+    return all || relaxation.prove(lp, signs(node.subdomain, b));
+  };
+  // A leaf has one Jacobian, certified at a point strictly inside its region; false where none is.
+  auto certify_leaf = [&](GlobalNode& leaf) {
+    ++result.leaves;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (attempt == 1 && !find_inside(leaf)) return false;
+      if (leaf.inside.size() == 0) continue;
+      const std::optional<double> value = certified_norm_at(net, leaf.inside, p, q);
+      if (!value) {
+        leaf.inside.resize(0);
+        continue;
+      }
+      if (*value > result.lower) result.lower = *value, result.witness = leaf.inside;
+      return true;
+    }
+    return false;
+  };
+
+  for (;;) {
+    const double ub = global_upper();
+    if (ub - result.lower <= options.tol * ub) {
+      result.status = "converged";
+      break;
+    }
+    if (open.empty() || open.top().upper <= result.lower * (1 + options.tol)) {
+      result.status = "stalled";  // what keeps the gap open are leaves without a certified witness
+      break;
+    }
+    if (elapsed() > options.time_limit) {
+      result.status = "time_limit";
+      break;
+    }
+    if (result.nodes >= options.max_nodes) {
+      result.status = "node_limit";
+      break;
+    }
+    if (progress && elapsed() >= next_report) {
+      next_report = elapsed() + options.progress_interval;
+      if (!progress(BabProgress{result.lower, ub, elapsed(), result.nodes, static_cast<long>(open.size())})) {
+        result.status = "stopped";
+        break;
+      }
+    }
+    GlobalNode node = open.top();
+    open.pop();
+    if (node.bound.unstable.empty()) {
+      const bool certified = certify_leaf(node);
+      if (!certified && prove_empty(node)) {
+        ++result.pruned_by_lp;
+        continue;
+      }
+      closed_upper = std::max(closed_upper, node.upper);
+      if (!certified && closed_upper > result.lower * (1 + options.tol)) {
+        result.status = "stalled";  // the largest leaf has no interior point we can certify
+        break;
+      }
+      continue;
+    }
+    // Neurons are split in layer order, so that every assigned neuron's row is an exact affine
+    // function of x. Within the first layer with free neurons, the split whose larger child bound is
+    // smallest (strong branching: the Jacobian-set bounds of all candidate children are cheap next to
+    // the LPs that the search saves).
+    int layer = std::numeric_limits<int>::max();
+    for (const auto& u : node.bound.unstable) layer = std::min(layer, u.layer);
+    std::vector<Subdomain> children;
+    for (const auto& u : node.bound.unstable) {
+      if (u.layer != layer) continue;
+      for (int s : {1, -1}) {
+        Subdomain child = node.subdomain;
+        child.states.resize(node.bound.pre_lower.size());
+        for (size_t k = 0; k < child.states.size(); ++k)
+          if (child.states[k].empty()) child.states[k].assign(node.bound.pre_lower[k].size(), 0);
+        child.states[layer][u.neuron] = static_cast<int8_t>(s);
+        children.push_back(std::move(child));
+      }
+    }
+    // One at a time: these bounds take microseconds, less than waking a second thread.
+    std::vector<SubdomainBound> bounds;
+    for (const Subdomain& child : children) bounds.push_back(bound_subdomain(net, child, p, q, false));
+    auto child_upper = [&](size_t i) { return bounds[i].feasible ? std::min(node.upper, bounds[i].norm_upper) : -inf; };
+    size_t best = 0;
+    for (size_t i = 2; i < children.size(); i += 2)
+      if (std::max(child_upper(i), child_upper(i + 1)) < std::max(child_upper(best), child_upper(best + 1))) best = i;
+    result.nodes += 2;
+    for (size_t i = best; i < best + 2; ++i) {
+      if (!bounds[i].feasible) {
+        ++result.pruned_by_bounds;
+        continue;
+      }
+      GlobalNode child{std::move(children[i]), std::move(bounds[i]), child_upper(i), Eigen::VectorXd(), node.faces};
+      if (strictly_inside(child.bound, node.inside)) child.inside = node.inside;
+      else if (!find_inside(child) && prove_empty(child)) {
+        ++result.pruned_by_lp;
+        continue;
+      }
+      open.push(std::move(child));
+    }
+  }
+  result.upper = global_upper();
+  result.open = static_cast<long>(open.size());
   result.exact = result.upper - result.lower <= options.tol * result.upper;
-  if (result.status == "converged" && !result.exact) result.status = "stalled";
   return result;
 }
 

@@ -292,6 +292,29 @@ void bound_maxmin(const NeuronStates* states, const Subdomain& sub, bool bounded
   }
 }
 
+// (c +- r) times a derivative in (dm +- dr), enclosed again in midpoint-radius form. A fixed
+// derivative scales exactly: c dm +- (r |dm| + |c dm| 2u). A free one takes the hull of the four
+// endpoint products: midpoint-radius multiplication, c dm +- (|c| dr + r (|dm| + dr)), is looser and
+// its excess compounds layer after layer ([0, 1] times [c - r, c + r] with c > r is [0, c + r],
+// where that formula gives [-r, c + r]).
+void multiply_interval(double& c, double& r, double dm, double dr) {
+  if (dr == 0.0) {
+    r = (r * std::abs(dm) + std::abs(c * dm) * (2 * kUnitRoundoff)) * (1 + 4 * kUnitRoundoff);
+    c *= dm;
+    return;
+  }
+  const double lo = round_down(c - r), hi = round_up(c + r), d_lo = round_down(dm - dr), d_hi = round_up(dm + dr);
+  if (!std::isfinite(lo) || !std::isfinite(hi)) {  // an overflow: 0 times it would be NaN
+    c = 0.0;
+    r = std::numeric_limits<double>::infinity();
+    return;
+  }
+  const double low = std::min(std::min(mul_down(lo, d_lo), mul_down(lo, d_hi)), std::min(mul_down(hi, d_lo), mul_down(hi, d_hi)));
+  const double high = std::max(std::max(mul_up(lo, d_lo), mul_up(lo, d_hi)), std::max(mul_up(hi, d_lo), mul_up(hi, d_hi)));
+  c = low / 2 + high / 2;
+  r = std::max(round_up(high - c), round_up(c - low));
+}
+
 }  // namespace
 
 SubdomainBound bound_subdomain(const Network& net, const Subdomain& sub, Norm p, Norm q, bool linear_relaxation) {
@@ -431,12 +454,8 @@ SubdomainBound bound_subdomain(const Network& net, const Subdomain& sub, Norm p,
       --act;
       const Eigen::VectorXd& dm = d_mid[act];
       const Eigen::VectorXd& dr = d_rad[act];
-      // (c +- r)(dm +- dr) is within c dm +- (|c| dr + r |dm| + r dr), plus the rounding of c dm.
-      const Eigen::MatrixXd abs_c = c.cwiseAbs();
-      r = (abs_c.array().colwise() * dr.array() + r.array().colwise() * (dm.cwiseAbs() + dr).array() +
-           abs_c.array().colwise() * dm.cwiseAbs().array() * (2 * kUnitRoundoff))
-              .matrix() * (1 + 4 * kUnitRoundoff);
-      c = (c.array().colwise() * dm.array()).matrix();
+      for (Eigen::Index i = 0; i < c.rows(); ++i)
+        for (Eigen::Index j = 0; j < c.cols(); ++j) multiply_interval(c(i, j), r(i, j), dm(i), dr(i));
     }
   }
   result.jacobian_center = c.transpose();

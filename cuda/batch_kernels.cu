@@ -3,6 +3,7 @@
 // summation order, with or without FMA), and every quantity that widens a certified interval is
 // formed with directed-rounding intrinsics (__dadd_ru, __dmul_ru, ...).
 #include <cuda_runtime.h>
+#include <math_constants.h>
 
 #include <algorithm>
 #include <stdexcept>
@@ -282,8 +283,9 @@ __global__ void start_backward(long long rows, int m, double* c, double* r) {
   r[t] = 0.0;
 }
 
-// Rows of the transposed Jacobian set through an activation: (c +- r)(dm +- dr) lies within
-// c dm +- (|c| dr + r (|dm| + dr) + |c| |dm| 2u).
+// Rows of the transposed Jacobian set through an activation, as on the CPU (multiply_interval in
+// cpp/subdomain_bounds.cpp): a fixed derivative scales, c dm +- (r |dm| + |c dm| 2u); a free one takes
+// the hull of the four endpoint products of [c - r, c + r] and [dm - dr, dm + dr].
 __global__ void activation_backward(long long rows, int m, int width, int total, int offset, const double* dm_all,
                                     const double* dr_all, double* c, double* r) {
   const long long t = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
@@ -291,9 +293,22 @@ __global__ void activation_backward(long long rows, int m, int width, int total,
   const long long b = t / width / m;
   const int i = static_cast<int>(t % width);
   const double dm = dm_all[b * total + offset + i], dr = dr_all[b * total + offset + i];
-  const double ac = fabs(c[t]), adm = fabs(dm);
-  r[t] = __dadd_ru(__dadd_ru(__dmul_ru(ac, dr), __dmul_ru(r[t], __dadd_ru(adm, dr))), __dmul_ru(__dmul_ru(ac, adm), 2 * kUnit));
-  c[t] = c[t] * dm;
+  if (dr == 0.0) {
+    r[t] = __dadd_ru(__dmul_ru(r[t], fabs(dm)), __dmul_ru(fabs(c[t] * dm), 2 * kUnit));
+    c[t] = c[t] * dm;
+    return;
+  }
+  const double lo = __dsub_rd(c[t], r[t]), hi = __dadd_ru(c[t], r[t]), d_lo = __dsub_rd(dm, dr), d_hi = __dadd_ru(dm, dr);
+  if (isinf(lo) || isinf(hi)) {  // an overflow: 0 times it would be NaN
+    c[t] = 0.0;
+    r[t] = CUDART_INF;
+    return;
+  }
+  const double low = fmin(fmin(__dmul_rd(lo, d_lo), __dmul_rd(lo, d_hi)), fmin(__dmul_rd(hi, d_lo), __dmul_rd(hi, d_hi)));
+  const double high = fmax(fmax(__dmul_ru(lo, d_lo), __dmul_ru(lo, d_hi)), fmax(__dmul_ru(hi, d_lo), __dmul_ru(hi, d_hi)));
+  const double mid = low / 2 + high / 2;
+  c[t] = mid;
+  r[t] = fmax(__dsub_ru(high, mid), __dsub_ru(mid, low));
 }
 
 // || |C| + R ||_{p->q} per subdomain where it has a closed form: the largest row norm (dual of p) when

@@ -1,8 +1,8 @@
 #pragma once
 /// Exact local Lipschitz constants of piecewise-linear networks (ReLU, LeakyReLU, MaxMin: a pair is
 /// split on the sign of a - b) by branch and bound over activation patterns (LipBaB, Bhowmick et al.
-/// 2021) on a bounded input box, or on an l1 ball within it, and on all of R^n through a homogenised
-/// network (lipschitz_bab_global).
+/// 2021) on a bounded input box, or on an l1 ball within it, and on all of R^n
+/// (lipschitz_bab_global, a search over activation patterns alone).
 ///
 /// Nodes are a box plus a partial activation assignment. Each node is bounded by bound_subdomain (a
 /// certified bound on the norm of its Jacobian set); neurons are split in layer order (or, with
@@ -45,17 +45,10 @@ struct BabOptions {
   /// Restricts the domain to the box's intersection with this ball: regions are pruned, and leaves
   /// certified, by LPs over (x, t) with |x - center| <= t and sum t <= radius; witnesses lie in it.
   std::optional<L1Ball> l1_ball;
-  /// The norm bounded is that of the Jacobian's first jacobian_columns columns: the remaining inputs
-  /// only parametrise the domain (lipschitz_bab_global's homogenising coordinate). 0: every column.
-  int jacobian_columns = 0;
   /// Input bisection, for low-dimensional inputs: a node with more than this many unstable neurons
   /// has its box halved along its widest side (relative to the root's) instead of a neuron split.
   /// 0: neurons only.
   int input_bisection = 0;
-  /// An extra proof, tried on each node the LP could not prune, that the node's region has no
-  /// interior point in the domain (true prunes the node, so it must be sound). Called on the search
-  /// thread. lipschitz_bab_global sets it.
-  std::function<bool(const Subdomain&, const SubdomainBound&)> prove_no_interior;
 };
 
 struct BabProgress {
@@ -90,14 +83,18 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
                         const std::function<bool(const BabProgress&)>& progress = {});
 
 /// The exact global constant, over all of R^n, of a network of Dense layers and ReLU/LeakyReLU
-/// activations (Flatten allowed). The search runs on the homogenised network g(x, t) = t f(x / t),
-/// whose regions are the cones over f's regions, on the faces of the cube [-1, 1]^n x [0, 1] other
-/// than t = 0 (2n + 1 boxes, thickened): every region of f with non-empty interior has a cone that
-/// meets them with interior, and dg/dx at (x, t) is J_f(x / t), so the norm of g's first n Jacobian
-/// columns has the same maximum over regions. The witness is x / t for the best leaf (x, t),
-/// re-certified on f; initial_witness is a point of R^n. Throws UnsupportedLayerError for other
-/// layers; options.bounder, options.l1_ball and options.prove_no_interior must be unset (the CPU
-/// bounds g).
+/// activations (Flatten allowed). Nodes are partial activation patterns alone (no box), split in
+/// layer order, choosing within the first layer with free neurons the split whose larger child bound
+/// is smallest; a node's bound is bound_subdomain's over an unbounded box. Each child gets a Chebyshev
+/// LP over R^n (unless it keeps its parent's interior point): a child with an interior point is kept,
+/// one without is pruned only when its region is proved empty, since floating-point LPs over an
+/// unbounded set prove nothing. The proof is Farkas-certified on the cone {(x, t) : t > 0, x / t in
+/// the region}, once per face of the cube [-1, 1]^n x [0, 1] other than t = 0 (2n + 1 thickened boxes,
+/// which every such cone with interior meets with interior; faces proved empty stay so for the
+/// descendants), or by a sign-constrained relaxation from the second layer on, which excludes the
+/// patterns realised only at infinity. A leaf is certified at a point strictly inside its region, which
+/// becomes the witness. Throws UnsupportedLayerError for other layers; options.bounder,
+/// options.l1_ball and options.input_bisection must be unset.
 BabResult lipschitz_bab_global(const Network& net, Norm p, Norm q, const BabOptions& options, double initial_lower,
                                const Eigen::VectorXd& initial_witness,
                                const std::function<bool(const BabProgress&)>& progress = {});

@@ -1,7 +1,8 @@
 """`bab`: exact Lipschitz constants of ReLU / LeakyReLU / MaxMin networks by branch and bound over activation
 patterns (the C++ engine): local ones on a bounded domain (lipcert::lipschitz_bab) and, for networks
-of Dense layers, global ones on all of R^n (lipcert::lipschitz_bab_global, which searches the
-homogenised network t f(x / t); ReLU and LeakyReLU only).
+of Dense layers, global ones on all of R^n (lipcert::lipschitz_bab_global, which searches activation
+patterns alone, with LPs over R^n and emptiness proved on the faces of a cube; ReLU and LeakyReLU
+only).
 
 The lower bound is seeded by the sampling search of `lower.py`; the engine raises it with certified
 witnesses at the Chebyshev centres of leaf regions. Both bounds are certified; `exact` means they
