@@ -1,7 +1,6 @@
 #include "lipcert/bab.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -15,6 +14,8 @@
 #include "lipcert/lp.hpp"
 #include "lipcert/rounding.hpp"
 #include "lipcert/subdomain_bounds.hpp"
+
+#include "bab_stop_rule.hpp"
 
 namespace lipcert {
 
@@ -213,10 +214,7 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
   Eigen::VectorXd root_width = Eigen::VectorXd::Zero(net.input_size());
   for (const InputBox& box : boxes) root_width = root_width.cwiseMax(box.upper - box.lower);
   root_width = root_width.cwiseMax(std::numeric_limits<double>::min());
-  using Clock = std::chrono::steady_clock;
-  const auto start = Clock::now();
-  auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
-  double next_report = options.progress_interval;
+  BabStopRule stop(options, progress);
 
   BabResult result;
   result.lower = initial_lower;
@@ -381,30 +379,9 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
   };
 
   for (long iteration = 0;; ++iteration) {
-    const double ub = global_upper();
-    if (ub - result.lower <= options.tol * ub) {
-      result.status = "converged";
-      break;
-    }
-    if (open.empty() || open.top().upper <= result.lower * (1 + options.tol)) {
-      result.status = "stalled";  // what keeps the gap open are leaves without a certified witness
-      break;
-    }
-    if (elapsed() > options.time_limit) {
-      result.status = "time_limit";
-      break;
-    }
-    if (result.nodes >= options.max_nodes) {
-      result.status = "node_limit";
-      break;
-    }
-    if (progress && elapsed() >= next_report) {
-      next_report = elapsed() + options.progress_interval;
-      if (!progress(BabProgress{result.lower, ub, elapsed(), result.nodes, static_cast<long>(open.size())})) {
-        result.status = "stopped";
-        break;
-      }
-    }
+    result.status = stop.status(global_upper(), result.lower, open.empty() ? 0.0 : open.top().upper, result.nodes,
+                                static_cast<long>(open.size()));
+    if (!result.status.empty()) break;
     if (open.top().bound.unstable.empty()) {
       Node leaf = open.top();
       open.pop();

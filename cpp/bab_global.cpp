@@ -1,5 +1,4 @@
 #include <algorithm>
-#include <chrono>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -10,6 +9,8 @@
 #include <omp.h>
 
 #include "lipcert/bab.hpp"
+
+#include "bab_stop_rule.hpp"
 #include "lipcert/certified_jvp.hpp"
 #include "lipcert/lp.hpp"
 
@@ -178,10 +179,7 @@ BabResult lipschitz_bab_global(const Network& net, Norm p, Norm q, const BabOpti
   const int n = net.input_size();
   if (initial_witness.size() != n) throw std::invalid_argument("lipschitz_bab_global: the witness needs the input size");
   check_layers(net);
-  using Clock = std::chrono::steady_clock;
-  const auto start = Clock::now();
-  auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
-  double next_report = options.progress_interval;
+  BabStopRule stop(options, progress);
   const double inf = std::numeric_limits<double>::infinity();
   const Eigen::VectorXd everywhere_lo = Eigen::VectorXd::Constant(n, -inf), everywhere_hi = Eigen::VectorXd::Constant(n, inf);
   const std::vector<InputBox> faces = cube_faces(n);
@@ -267,30 +265,9 @@ BabResult lipschitz_bab_global(const Network& net, Norm p, Norm q, const BabOpti
   };
 
   for (;;) {
-    const double ub = global_upper();
-    if (ub - result.lower <= options.tol * ub) {
-      result.status = "converged";
-      break;
-    }
-    if (open.empty() || open.top().upper <= result.lower * (1 + options.tol)) {
-      result.status = "stalled";  // what keeps the gap open are leaves without a certified witness
-      break;
-    }
-    if (elapsed() > options.time_limit) {
-      result.status = "time_limit";
-      break;
-    }
-    if (result.nodes >= options.max_nodes) {
-      result.status = "node_limit";
-      break;
-    }
-    if (progress && elapsed() >= next_report) {
-      next_report = elapsed() + options.progress_interval;
-      if (!progress(BabProgress{result.lower, ub, elapsed(), result.nodes, static_cast<long>(open.size())})) {
-        result.status = "stopped";
-        break;
-      }
-    }
+    result.status = stop.status(global_upper(), result.lower, open.empty() ? 0.0 : open.top().upper, result.nodes,
+                                static_cast<long>(open.size()));
+    if (!result.status.empty()) break;
     GlobalNode node = open.top();
     open.pop();
     if (node.bound.unstable.empty()) {
