@@ -28,6 +28,11 @@ struct RegionBasis {
   LpBasis basis;
 };
 
+// A neuron whose sign an LP proved over a node's region.
+struct SignFix {
+  int layer, neuron, sign;
+};
+
 // Input bisection stops at boxes this narrow (relative to the root box) on every side.
 constexpr double kMinRelativeWidth = 0x1.0p-12;
 
@@ -41,6 +46,9 @@ struct Node {
   // region that holds it needs no emptiness LP, so the child of a split that keeps it goes without.
   Eigen::VectorXd inside;
   std::shared_ptr<const RegionBasis> basis;  // of the nearest ancestor (or itself) whose LP ran
+  // The activation layer whose free neurons lp_tightening has tried on this node's region (its
+  // parent's, when the node is the one child of a tightening): trying them again proves nothing new.
+  int tightened_layer = -1;
 };
 
 // Whether x lies in the node's box and satisfies its region's rows, in floating point.
@@ -76,23 +84,84 @@ class RegionLp {
   // Whether the node's region is proved empty. The LP starts from the basis of the node's nearest
   // checked ancestor; if it finds a point, that point and its basis become the node's.
   bool prove_empty(LpSolver& solver, Node& node) const {
-    const Subdomain& s = node.subdomain;
-    const SubdomainBound& b = node.bound;
     std::vector<int64_t> keys = row_keys(node);
     FeasibilityLp lp;
-    if (node.basis) lp.start = warm_start(*node.basis, keys);
-    bool empty;
-    if (!ball_) {
-      empty = solver.prove_infeasible(b.region_g, b.region_h, b.region_g_error, b.region_h_error, s.lower, s.upper, &lp);
-    } else {
-      const Lifted l = lift(s, b);
-      empty = solver.prove_infeasible(l.g, l.h, l.g_error, l.h_error, l.lower, l.upper, &lp);
-    }
+    const bool empty = prove_rows_empty(solver, node, node.bound, keys, lp);
     if (!empty && lp.point.size() > 0) {
-      node.inside = lp.point.head(n_);
+      node.inside = nearby_point(node.subdomain, node.bound, lp.point.head(n_));
+      if (node.inside.size() == 0) node.inside = lp.point.head(n_);
       node.basis = std::make_shared<const RegionBasis>(RegionBasis{std::move(keys), std::move(lp.basis)});
     }
     return empty;
+  }
+
+  // Whether the region is proved to hold no point where s z_i >= 0, for neuron i of the layer whose
+  // pre-activations are z = map: then z_i has the sign -s throughout it. The proof is the emptiness
+  // proof of the region with the row of the child that would take sign s.
+  // When it is not, *point receives the LP's point (a hint, as Node::inside) where one was found.
+  bool excludes_sign(LpSolver& solver, const Node& node, const ExactPreActivations& map, Eigen::Index i, int s,
+                     Eigen::VectorXd* point) const {
+    const SubdomainBound& b = node.bound;
+    const Eigen::Index m = b.region_g.rows();
+    std::vector<int64_t> keys = row_keys(node);
+    const int64_t key = (static_cast<int64_t>(map.layer) << 32) | static_cast<int64_t>(i);
+    const Eigen::Index at = std::lower_bound(keys.begin(), keys.begin() + m, key) - keys.begin();
+    keys.insert(keys.begin() + at, key);
+    SubdomainBound rows;  // the region's rows with s (a_i x + c_i) >= 0, i.e. (-s a_i) x <= s c_i, inserted at `at`
+    auto insert_row = [&](const Eigen::MatrixXd& region, const Eigen::RowVectorXd& row, Eigen::MatrixXd& out) {
+      out.resize(m + 1, region.cols());
+      out.topRows(at) = region.topRows(at);
+      out.row(at) = row;
+      out.bottomRows(m - at) = region.bottomRows(m - at);
+    };
+    auto insert_entry = [&](const Eigen::VectorXd& region, double entry, Eigen::VectorXd& out) {
+      out.resize(m + 1);
+      out << region.head(at), entry, region.tail(m - at);
+    };
+    insert_row(b.region_g, -s * map.a.row(i), rows.region_g);
+    insert_row(b.region_g_error, map.a_error.row(i), rows.region_g_error);
+    insert_entry(b.region_h, s * map.c(i), rows.region_h);
+    insert_entry(b.region_h_error, map.c_error(i), rows.region_h_error);
+    FeasibilityLp lp;
+    const bool empty = prove_rows_empty(solver, node, rows, keys, lp);
+    if (!empty && lp.point.size() > 0) *point = lp.point.head(n_);
+    return empty;
+  }
+
+  // Whether x lies in the node's box and its region's rows, and within the LPs' tolerance of the
+  // ball, in floating point (a hint).
+  bool holds(const Subdomain& s, const SubdomainBound& b, const Eigen::VectorXd& x) const {
+    if (!holds_point(s, b, x)) return false;
+    return !ball_ || (x - ball_->center).lpNorm<1>() <= ball_->radius * (1 + 1e-7);
+  }
+
+  // A point strictly inside the region near x (a point of its parent's that a split's new row cuts
+  // off, or an LP's vertex on some of its rows): x moved past the rows it violates or lies on, one
+  // after another, by a small fraction of each row's scale, and kept in the box. A hint, as
+  // Node::inside: it spares the region's emptiness LP, and a leaf's Chebyshev LP where it is strictly
+  // inside. Empty when the moves do not land in the region.
+  Eigen::VectorXd nearby_point(const Subdomain& s, const SubdomainBound& b, Eigen::VectorXd x) const {
+    const Eigen::Index m = b.region_g.rows();
+    if (m == 0 || x.size() != n_) return holds(s, b, x) ? x : Eigen::VectorXd();
+    const Eigen::VectorXd row_norms = b.region_g.rowwise().norm();
+    for (int move = 0; move < kNearbyMoves; ++move) {
+      const Eigen::VectorXd depth = kNearbyDepth * (b.region_h.cwiseAbs() + row_norms * x.norm());
+      Eigen::Index row;
+      const double excess = (b.region_g * x - b.region_h + depth).maxCoeff(&row);
+      if (excess <= 0) break;
+      if (!(row_norms(row) > 0)) return Eigen::VectorXd();
+      x -= (excess / (row_norms(row) * row_norms(row))) * b.region_g.row(row).transpose();
+      x = x.cwiseMax(s.lower).cwiseMin(s.upper);
+    }
+    return holds(s, b, x) ? x : Eigen::VectorXd();
+  }
+
+  // Whether *x lies strictly inside the region's rows and in the box, in floating point, and in the
+  // ball (where it is moved into it, as the Chebyshev centre is).
+  bool strictly_inside(const Subdomain& s, const SubdomainBound& b, Eigen::VectorXd* x) const {
+    if (x->size() != n_ || !holds_point(s, b, *x)) return false;
+    if (b.region_g.rows() > 0 && !((b.region_g * *x - b.region_h).maxCoeff() < 0.0)) return false;
+    return !ball_ || shrink_into_ball(x);
   }
 
   // An interior point of the region within the node's box (and the ball), or false.
@@ -111,6 +180,21 @@ class RegionLp {
 
  private:
   static constexpr int64_t kBallRow = int64_t{1} << 62;
+  static constexpr int kNearbyMoves = 4;
+  static constexpr double kNearbyDepth = 1e-6;
+
+  // The emptiness proof of the region `rows` (region_* fields) of the node's box, whose LP rows have
+  // the given keys; the LP starts from the node's ancestor's basis and reports into lp.
+  bool prove_rows_empty(LpSolver& solver, const Node& node, const SubdomainBound& rows,
+                        const std::vector<int64_t>& keys, FeasibilityLp& lp) const {
+    const Subdomain& s = node.subdomain;
+    if (node.basis) lp.start = warm_start(*node.basis, keys);
+    if (!ball_)
+      return solver.prove_infeasible(rows.region_g, rows.region_h, rows.region_g_error, rows.region_h_error, s.lower,
+                                     s.upper, &lp);
+    const Lifted l = lift(s, rows);
+    return solver.prove_infeasible(l.g, l.h, l.g_error, l.h_error, l.lower, l.upper, &lp);
+  }
 
   // One key per LP row, increasing: the region's rows are its assigned neurons in layer order (as
   // far as the pre-activations are exact affine maps: the first region_g.rows() of them), then the
@@ -266,57 +350,131 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
     }
     return false;
   };
-  // Bounds the two children of each parent whose region is not proved empty, and drops the children
+  // The side along which input bisection halves the node's box, or -1 for a neuron split.
+  auto bisection_side = [&](const Node& node) -> Eigen::Index {
+    if (options.input_bisection <= 0 || static_cast<int>(node.bound.unstable.size()) <= options.input_bisection)
+      return -1;
+    // A smaller box fixes more neurons, but not those whose kinks meet inside it, however small:
+    // after kMinRelativeWidth neuron splits take over.
+    Eigen::Index side = 0;  // the widest side relative to the root box's
+    const double width =
+        ((node.subdomain.upper - node.subdomain.lower).array() / root_width.array()).maxCoeff(&side);
+    return width > kMinRelativeWidth ? side : -1;
+  };
+  // With LP sign fixing (lp_tightening_after): the neurons of the node's first layer with free neurons whose sign an LP proves
+  // over its region; `proofs` counts the proofs sought. Both signs excluded means
+  // the region is empty (`empty` is set).
+  // A sign that the pre-activation takes at a known point of the region (the node's inside point,
+  // the points of the failed proofs) is not tried: such points are hints, and a wrong one costs only
+  // a proof not sought.
+  auto lp_fixed_signs = [&](LpSolver& solver, const Node& node, long& proofs, bool& empty) {
+    std::vector<SignFix> fixed;
+    const ExactPreActivations map = first_free_layer(net, node.subdomain, node.bound);
+    if (map.layer < 0 || map.layer == node.tightened_layer) return fixed;
+    std::vector<char> positive(map.c.size(), 0), negative(map.c.size(), 0);  // signs seen at known points
+    auto see = [&](const Eigen::VectorXd& x) {
+      const Eigen::VectorXd z = map.a * x + map.c;
+      for (Eigen::Index i = 0; i < z.size(); ++i) positive[i] |= z(i) > 0, negative[i] |= z(i) < 0;
+    };
+    if (node.inside.size() > 0) see(node.inside);
+    for (const SubdomainBound::Unstable& u : node.bound.unstable) {
+      if (u.layer != map.layer) continue;
+      for (int s : {1, -1}) {
+        if (s > 0 ? positive[u.neuron] : negative[u.neuron]) continue;
+        ++proofs;
+        Eigen::VectorXd point;
+        if (!region_lp.excludes_sign(solver, node, map, u.neuron, s, &point)) {
+          if (point.size() > 0) see(point);
+          continue;
+        }
+        if (!fixed.empty() && fixed.back().neuron == u.neuron) {
+          empty = true;
+          return fixed;
+        }
+        fixed.push_back({map.layer, u.neuron, -s});
+      }
+    }
+    return fixed;
+  };
+  // Bounds the children of each parent whose region is not proved empty, and drops the children
   // whose bounds are contradictory; a child's Jacobians are among its parent's, so the parent's bound
   // holds too. The LPs run on a node only when it is split: most nodes leave the queue by their bound
-  // alone, and a bound needs no proof that the region is non-empty.
+  // alone, and a bound needs no proof that the region is non-empty. A parent whose neurons' signs the
+  // LPs fix (lp_tightening) has one child, with those neurons assigned, instead of a split.
   auto split = [&](std::vector<Node>& parents) {
     const int count = static_cast<int>(parents.size());
     std::vector<char> proved_empty(count, 0);
     std::vector<std::string> errors(count);
+    std::vector<std::vector<SignFix>> fixed(count);
+    std::vector<long> proofs(count, 0);
+    auto tightens = [&](const Node& parent) {
+      return options.lp_tightening_after >= 0 && result.nodes >= options.lp_tightening_after &&
+             bisection_side(parent) < 0;
+    };
     int lps_needed = 0;
-    for (const Node& parent : parents) lps_needed += needs_lp(parent);
-    result.region_proofs += lps_needed;
+    for (const Node& parent : parents) lps_needed += needs_lp(parent) || tightens(parent);
 #pragma omp parallel for schedule(dynamic) if (lps_needed > 1)
     for (int i = 0; i < count; ++i) {
-      if (!needs_lp(parents[i])) continue;
       try {
-        proved_empty[i] = region_lp.prove_empty(thread_lp(), parents[i]);
+        if (needs_lp(parents[i])) {
+          ++proofs[i];
+          proved_empty[i] = region_lp.prove_empty(thread_lp(), parents[i]);
+        }
+        if (!proved_empty[i] && tightens(parents[i])) {
+          bool empty = false;
+          fixed[i] = lp_fixed_signs(thread_lp(), parents[i], proofs[i], empty);
+          proved_empty[i] = empty;
+        }
       } catch (const std::exception& e) {
         errors[i] = e.what();
       }
     }
     for (const auto& e : errors)
       if (!e.empty()) throw std::runtime_error(e);
+    for (int i = 0; i < count; ++i) {
+      result.region_proofs += proofs[i];
+      result.fixed_by_lp += static_cast<long>(fixed[i].size());
+    }
     std::vector<Subdomain> children;
     std::vector<int> parent_of;
+    std::vector<int> tightened_layer;  // per child
+    auto with_states = [](const Node& parent) {
+      Subdomain child = parent.subdomain;
+      child.states.resize(parent.bound.pre_lower.size());
+      for (size_t k = 0; k < child.states.size(); ++k)
+        if (child.states[k].empty()) child.states[k].assign(parent.bound.pre_lower[k].size(), 0);
+      return child;
+    };
     for (int i = 0; i < count; ++i) {
       Node& parent = parents[i];
       if (!parent.region_checked && region_empty(parent, proved_empty[i])) continue;
-      Eigen::Index side = 0;  // the widest side relative to the root box's
-      // A smaller box fixes more neurons, but not those whose kinks meet inside it, however small:
-      // after kMinRelativeWidth neuron splits take over.
-      if (options.input_bisection > 0 && static_cast<int>(parent.bound.unstable.size()) > options.input_bisection &&
-          ((parent.subdomain.upper - parent.subdomain.lower).array() / root_width.array()).maxCoeff(&side) >
-              kMinRelativeWidth) {
+      if (!fixed[i].empty()) {
+        Subdomain child = with_states(parent);
+        for (const SignFix& f : fixed[i]) child.states[f.layer][f.neuron] = static_cast<int8_t>(f.sign);
+        children.push_back(std::move(child));
+        parent_of.push_back(i);
+        tightened_layer.push_back(fixed[i].front().layer);
+        continue;
+      }
+      const Eigen::Index side = bisection_side(parent);
+      if (side >= 0) {
         const double middle = parent.subdomain.lower(side) / 2 + parent.subdomain.upper(side) / 2;
         for (int half : {0, 1}) {
           Subdomain child = parent.subdomain;
           (half ? child.lower : child.upper)(side) = middle;
           children.push_back(std::move(child));
           parent_of.push_back(i);
+          tightened_layer.push_back(-1);
         }
         continue;
       }
       const auto [layer, neuron] = branching_neuron(parent.bound);
       for (int s : {1, -1}) {
-        Subdomain child = parent.subdomain;
-        child.states.resize(parent.bound.pre_lower.size());
-        for (size_t k = 0; k < child.states.size(); ++k)
-          if (child.states[k].empty()) child.states[k].assign(parent.bound.pre_lower[k].size(), 0);
+        Subdomain child = with_states(parent);
         child.states[layer][neuron] = static_cast<int8_t>(s);
         children.push_back(std::move(child));
         parent_of.push_back(i);
+        tightened_layer.push_back(-1);
       }
     }
     if (children.empty()) return std::vector<Node>{};
@@ -330,22 +488,31 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
       }
       const Node& parent = parents[parent_of[i]];
       const double u = std::min(parent.upper, bounds[i].norm_upper);
-      const bool keeps_point = parent.inside.size() > 0 && holds_point(children[i], bounds[i], parent.inside);
-      kept.push_back(Node{std::move(children[i]), std::move(bounds[i]), u, false,
-                          keeps_point ? parent.inside : Eigen::VectorXd(), parent.basis});
+      Eigen::VectorXd inside;
+      if (parent.inside.size() > 0)
+        inside = region_lp.holds(children[i], bounds[i], parent.inside)
+                     ? parent.inside
+                     : region_lp.nearby_point(children[i], bounds[i], parent.inside);
+      kept.push_back(Node{std::move(children[i]), std::move(bounds[i]), u, false, std::move(inside), parent.basis,
+                          tightened_layer[i]});
     }
     return kept;
   };
-  // A leaf has one Jacobian: certify it at an interior point of its region (the Chebyshev centre).
-  // Returns false when no interior point could be certified.
+  // A leaf has one Jacobian: certify it at an interior point of its region, one near its `inside`
+  // point where that is strictly inside (a certified value holds wherever the point lies: the leaf's
+  // bound stays among the closed ones either way), else the Chebyshev centre. Returns false when no interior
+  // point could be certified.
   auto certify_leaf = [&](const Node& leaf) {
     ++result.leaves;
-    Eigen::VectorXd center;
-    if (!region_lp.interior_point(lp, leaf.subdomain, leaf.bound, &center)) return false;
     const Eigen::VectorXd v = operator_norm(leaf.bound.jacobian_center, p, q).argmax;
-    const CertifiedDirectional cd = certified_directional_lower(net, center, v, p, q);
-    if (cd.pattern_verified && cd.lower > result.lower) result.lower = cd.lower, result.witness = center;
-    return cd.pattern_verified;
+    auto certify_at = [&](const Eigen::VectorXd& x) {
+      const CertifiedDirectional cd = certified_directional_lower(net, x, v, p, q);
+      if (cd.pattern_verified && cd.lower > result.lower) result.lower = cd.lower, result.witness = x;
+      return cd.pattern_verified;
+    };
+    Eigen::VectorXd x = region_lp.nearby_point(leaf.subdomain, leaf.bound, leaf.inside);
+    if (region_lp.strictly_inside(leaf.subdomain, leaf.bound, &x) && certify_at(x)) return true;
+    return region_lp.interior_point(lp, leaf.subdomain, leaf.bound, &x) && certify_at(x);
   };
   // Takes a leaf off the search: its bound joins the closed ones unless its region is proved empty.
   // Returns false for a leaf that keeps its bound without a certified witness.

@@ -471,6 +471,42 @@ SubdomainBound bound_subdomain(const Network& net, const Subdomain& sub, Norm p,
   return result;
 }
 
+ExactPreActivations first_free_layer(const Network& net, const Subdomain& sub, const SubdomainBound& b) {
+  ExactPreActivations out;
+  AffinePrefix prefix(net.input_size());
+  int act = 0;
+  for (const Layer& l : net.layers()) {
+    if (l.is_affine()) {
+      prefix.affine(l);
+      continue;
+    }
+    if (!l.is_activation()) continue;
+    if (l.kind == LayerKind::MaxMin || act >= static_cast<int>(b.pre_lower.size())) return out;
+    const double slope = l.kind == LayerKind::ReLU ? 0.0 : l.negative_slope;
+    const NeuronStates* states = act < static_cast<int>(sub.states.size()) && !sub.states[act].empty()
+                                     ? &sub.states[act] : nullptr;
+    const Eigen::VectorXd& lo = b.pre_lower[act];
+    Eigen::VectorXd dm(lo.size());
+    bool free = false;
+    for (Eigen::Index i = 0; i < lo.size(); ++i) {
+      const DerivativeInterval d = derivative_interval(lo(i), b.pre_upper[act](i), states ? (*states)[i] : 0, slope);
+      free = free || d.radius != 0.0;
+      dm(i) = d.mid;
+    }
+    if (free) {
+      out.layer = act;
+      out.a = std::move(prefix.a);
+      out.a_error = std::move(prefix.ea);
+      out.c = std::move(prefix.c);
+      out.c_error = std::move(prefix.ec);
+      return out;
+    }
+    prefix.scale(dm);
+    ++act;
+  }
+  return out;
+}
+
 DerivativeInterval derivative_interval(double lo, double hi, int state, double slope) {
   const bool active = state > 0 || lo > 0, inactive = state < 0 || hi < 0;
   const double d_lo = active ? 1.0 : inactive ? slope : std::min(slope, 1.0);

@@ -87,6 +87,7 @@ py::dict bab_result_dict(const BabResult& r) {
   d["pruned_by_bounds"] = r.pruned_by_bounds;
   d["pruned_by_lp"] = r.pruned_by_lp;
   d["region_proofs"] = r.region_proofs;
+  d["fixed_by_lp"] = r.fixed_by_lp;
   d["leaves"] = r.leaves;
   d["open"] = r.open;
   return d;
@@ -328,11 +329,14 @@ PYBIND11_MODULE(_core, m) {
                             double q, double tol, double time_limit, long max_nodes, double initial_lower,
                             const Eigen::VectorXd& initial_witness, py::object progress,
                             std::shared_ptr<SubdomainBounder> bounder, int batch, double progress_interval,
-                            std::optional<Eigen::VectorXd> l1_center, double l1_radius, int input_bisection) {
+                            std::optional<Eigen::VectorXd> l1_center, double l1_radius, int input_bisection,
+                            long lp_tightening_after) {
     BabOptions options = bab_options(tol, time_limit, max_nodes, batch, progress_interval);
     if (l1_center) options.l1_ball = L1Ball{*l1_center, l1_radius};
     if (input_bisection < 0) throw std::invalid_argument("lipschitz_bab: input_bisection must be >= 0");
     options.input_bisection = input_bisection;
+    if (lp_tightening_after < -1) throw std::invalid_argument("lipschitz_bab: lp_tightening_after must be >= -1");
+    options.lp_tightening_after = lp_tightening_after;
     options.bounder = std::move(bounder);
     const auto callback = bab_progress(progress);
     BabResult r;
@@ -341,11 +345,14 @@ PYBIND11_MODULE(_core, m) {
       r = lipschitz_bab(net, lower, upper, norm_from_double(p), norm_from_double(q), options, initial_lower,
                         initial_witness, callback);
     }
-    return bab_result_dict(r);
+    py::dict d = bab_result_dict(r);
+    d["lp_tightening_after"] = options.lp_tightening_after;
+    return d;
   }, py::arg("net"), py::arg("lower"), py::arg("upper"), py::arg("p"), py::arg("q"), py::arg("tol"),
      py::arg("time_limit"), py::arg("max_nodes"), py::arg("initial_lower"), py::arg("initial_witness"),
      py::arg("progress"), py::arg("bounder") = nullptr, py::arg("batch") = 0, py::arg("progress_interval") = 0.5,
      py::arg("l1_center") = py::none(), py::arg("l1_radius") = 0.0, py::arg("input_bisection") = 0,
+     py::arg("lp_tightening_after") = BabOptions{}.lp_tightening_after,
      "Branch and bound over activation patterns on a box (or an l1 ball in it): certified bounds and a witness.");
   m.def("lipschitz_bab_global", [](const Network& net, double p, double q, double tol, double time_limit,
                                    long max_nodes, double initial_lower, const Eigen::VectorXd& initial_witness,

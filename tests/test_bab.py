@@ -56,8 +56,9 @@ def test_bab_matches_brute_force_on_small_boxes(p, q):
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**31 - 1), hidden=st.integers(2, 6), nodes=st.integers(1, 40),
-       p=st.sampled_from(NORMS), leaky=st.booleans(), bisection=st.sampled_from([0, 1, 4]))
-def test_lower_le_exact_le_upper_at_every_node_limit(seed, hidden, nodes, p, leaky, bisection):
+       p=st.sampled_from(NORMS), leaky=st.booleans(), bisection=st.sampled_from([0, 1, 4]),
+       tightening_after=st.sampled_from([-1, 0, 5]))
+def test_lower_le_exact_le_upper_at_every_node_limit(seed, hidden, nodes, p, leaky, bisection, tightening_after):
     from lipcert import _core
 
     rng = np.random.default_rng(seed)
@@ -66,7 +67,7 @@ def test_lower_le_exact_le_upper_at_every_node_limit(seed, hidden, nodes, p, lea
     lo, hi = rng.uniform(-1, 0, 2), rng.uniform(0, 1, 2)
     exact = brute_force_global_constant(net, p, p, lo, hi) if not leaky else None
     r = _core.lipschitz_bab(net._core, lo, hi, p, p, 0.0, 30.0, nodes, 0.0, np.zeros(2), None,
-                            input_bisection=bisection)
+                            input_bisection=bisection, lp_tightening_after=tightening_after)
     assert r["lower"] <= r["upper"]
     if exact is not None:
         assert r["lower"] <= exact * (1 + 1e-12) and exact <= r["upper"] * (1 + 1e-12)
@@ -97,6 +98,57 @@ def test_input_bisection_matches_brute_force(p, q):
             assert exact_matrix_norm(net.jacobian(r["witness"][None])[0], p, q) >= r["lower"]
 
 
+@pytest.mark.parametrize("p,q", [(2.0, 2.0), (1.0, 1.0), (math.inf, math.inf), (math.inf, 1.0)])
+def test_lp_tightening_fixes_neurons_and_matches_brute_force(p, q):
+    """Neurons whose sign an LP proves on a node's region are assigned instead of split: the same exact
+    values as the brute force on boxes and l1 balls, in fewer nodes."""
+    from lipcert import _core
+
+    rng = np.random.default_rng(63)
+    fixed = 0
+    for sizes in ([3, 6, 5, 2], [4, 5, 6, 2]):
+        net = random_mlp(rng, sizes)
+        n = sizes[0]
+        lo, hi = -np.full(n, 0.8), np.full(n, 0.6)
+        center, radius = rng.uniform(-0.2, 0.2, n), 0.9
+        for ball in (None, (center, radius)):
+            exact = brute_force_global_constant(net, p, q, lo, hi, l1_ball=ball)
+            runs = [_core.lipschitz_bab(net._core, lo, hi, p, q, 1e-10, 60.0, 10_000_000, 0.0, np.zeros(n), None,
+                                        l1_center=None if ball is None else center, l1_radius=radius,
+                                        lp_tightening_after=after) for after in (-1, 0)]
+            for r in runs:
+                assert r["exact"]
+                assert r["lower"] <= exact * (1 + 1e-12) and exact <= r["upper"] * (1 + 1e-12)
+                assert r["upper"] == pytest.approx(exact, rel=1e-9)
+                assert exact_matrix_norm(net.jacobian(r["witness"][None])[0], p, q) >= r["lower"]
+                assert np.all(r["witness"] >= lo) and np.all(r["witness"] <= hi)
+                assert ball is None or np.abs(r["witness"] - center).sum() <= radius
+            assert runs[0]["fixed_by_lp"] == 0
+            fixed += runs[1]["fixed_by_lp"]
+    assert fixed > 0
+
+
+def test_lp_tightening_starts_after_its_node_count():
+    """Short searches go without LP sign fixing (its LPs cost more than the nodes they save there); the
+    engine's default threshold is what lipschitz() reports."""
+    from lipcert import _core
+
+    net = random_mlp(np.random.default_rng(64), [4, 40, 40, 2])
+    lo, hi = np.full(4, -0.5), np.full(4, 0.5)
+    fixed = {}
+    for after in (0, 10_000):
+        r = _core.lipschitz_bab(net._core, lo, hi, 2.0, 2.0, 0.0, 30.0, 300, 0.0, np.zeros(4), None,
+                                lp_tightening_after=after)
+        assert r["lp_tightening_after"] == after and r["nodes"] < 10_000
+        fixed[after] = r["fixed_by_lp"]
+    assert fixed[0] > 0 and fixed[10_000] == 0
+    default = _core.lipschitz_bab(net._core, lo, hi, 2.0, 2.0, 0.0, 1.0, 1, 0.0, np.zeros(4), None)
+    b = lc.lipschitz(net, method="bab", domain=lc.Box(lo, hi), tol=1e-6, time_limit=20)
+    assert b.stats["lp_tightening_after"] == default["lp_tightening_after"] > 0
+    with pytest.raises(ValueError, match="lp_tightening_after"):
+        _core.lipschitz_bab(net._core, lo, hi, 2.0, 2.0, 0.0, 1.0, 10, 0.0, np.zeros(4), None, lp_tightening_after=-2)
+
+
 def test_low_dimensional_inputs_get_input_bisection_by_default():
     rng = np.random.default_rng(62)
     for n, expected in ((2, 4), (3, 0)):
@@ -108,6 +160,24 @@ def test_low_dimensional_inputs_get_input_bisection_by_default():
 
         _core.lipschitz_bab(net._core, -np.ones(3), np.ones(3), 2.0, 2.0, 1e-6, 1.0, 100, 0.0, np.zeros(3), None,
                             input_bisection=-1)
+
+
+def test_small_searches_close_unseeded_and_the_others_are_seeded(monkeypatch):
+    """lipschitz(method="bab") on a bounded domain searches first without the sampling seed: a search
+    that closes within PROBE_NODES returns at once; one that does not starts again from the seed (or
+    from the first search's lower bound, if higher), to the same exact value."""
+    import lipcert.methods.bab as bab_module
+
+    net = random_mlp(np.random.default_rng(65), [3, 8, 6, 2])
+    lo, hi = np.full(3, -0.6), np.full(3, 0.4)
+    exact = brute_force_global_constant(net, 2.0, 2.0, lo, hi)
+    for probe_nodes, seeded in ((bab_module.PROBE_NODES, False), (1, True)):
+        monkeypatch.setattr(bab_module, "PROBE_NODES", probe_nodes)
+        b = lc.lipschitz(net, method="bab", domain=lc.Box(lo, hi), tol=1e-10)
+        assert b.exact and b.upper == pytest.approx(exact, rel=1e-9)
+        assert b.lower <= exact * (1 + 1e-12) and exact <= b.upper * (1 + 1e-12)
+        assert ("samples" in b.stats["lower_search"]) is seeded
+        assert exact_matrix_norm(net.jacobian(b.witness[None])[0], 2.0, 2.0) == pytest.approx(b.lower, rel=1e-9)
 
 
 def test_time_limit_returns_the_best_certified_pair(shared_data):

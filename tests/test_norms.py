@@ -42,6 +42,34 @@ def test_hard_norm_pairs_on_large_matrices_give_certified_brackets(p, q):
 
 
 @settings(max_examples=40, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(0, 2**31 - 1), st.floats(1e-6, 1e6),
+       st.sampled_from(["full", "rank one", "repeated"]))
+def test_spectral_operator_norm_is_exact_on_either_side_of_the_gram_path(m, n, seed, scale, kind):
+    """Matrices with a side of at most 32 take the Gram eigenvector path, the others an SVD: both give
+    a certified bracket of the SVD's value within 1e-9 and a vector that attains the lower end."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(m, n)) * scale
+    if kind == "rank one":
+        a = np.outer(rng.normal(size=m), rng.normal(size=n)) * scale
+    elif kind == "repeated":  # the top singular value twice: any vector of its 2-D space attains it
+        u, _, vt = np.linalg.svd(a, full_matrices=False)
+        s = np.linspace(1.0, 0.1, min(m, n)) * scale
+        s[: min(2, s.size)] = scale
+        a = (u * s) @ vt
+    sigma = np.linalg.svd(a, compute_uv=False)[0]
+    lower, upper, exact, v = _core.operator_norm(a, 2.0, 2.0)
+    assert exact and lower <= sigma * (1 + 1e-12) and sigma <= upper
+    assert upper - lower <= 1e-9 * sigma
+    assert np.linalg.norm(a @ v) / np.linalg.norm(v) >= lower * (1 - 1e-12)
+
+
+def test_spectral_operator_norm_of_a_zero_matrix():
+    for shape in [(3, 5), (5, 3), (40, 50)]:
+        lower, upper, exact, v = _core.operator_norm(np.zeros(shape), 2.0, 2.0)
+        assert lower == upper == 0.0 and exact and v.shape == (shape[1],)
+
+
+@settings(max_examples=40, deadline=None)
 @given(st.integers(1, 40), st.integers(1, 40), st.integers(0, 2**31 - 1), st.floats(1e-6, 1e6))
 def test_certified_spectral_norm_is_above_svd_and_tight(m, n, seed, scale):
     a = np.random.default_rng(seed).normal(size=(m, n)) * scale

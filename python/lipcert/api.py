@@ -70,7 +70,7 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
             remaining = None if time_limit is None else max(0.1, time_limit - (time.perf_counter() - start))
             upper, certified, stats, bab_lower, bab_witness = bab_bound(net, p_in, p_out, domain, tol, remaining, seed,
                                                                         show_progress=progress, device=device)
-            if method == "bab":
+            if method == "bab" and upper - bab_lower > tol * upper:
                 # A global bound holds on every domain: it caps bab's anytime bound where the search is
                 # still far from closing (high-dimensional balls in l2). method="auto" compares them anyway.
                 caps = {n: global_upper_bound(net, n, p_in, p_out, device=device, seed=seed) for n in ("naive", "autolip")}

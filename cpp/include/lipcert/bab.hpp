@@ -49,6 +49,14 @@ struct BabOptions {
   /// has its box halved along its widest side (relative to the root's) instead of a neuron split.
   /// 0: neurons only.
   int input_bisection = 0;
+  /// LP sign fixing, once the search has bounded this many nodes (-1: never, 0: from the root): before
+  /// a node is split, an emptiness proof is sought for each side of each free neuron of its first
+  /// layer with free neurons (whose pre-activations are affine on the node), except the sides seen at
+  /// known points of its region; the neurons with a side proved empty are assigned the other side (one
+  /// child, no branch). It costs up to an LP per free neuron and saves nodes: on searches of thousands
+  /// of nodes it takes 1.2-2.3x less time (random 16-64-64-10, 16-48-48-10, 10-30-30-30-3 nets on
+  /// l-inf balls), while on searches of a few hundred nodes its LPs cost more than the nodes saved.
+  long lp_tightening_after = 300;
 };
 
 struct BabProgress {
@@ -65,6 +73,7 @@ struct BabResult {
   std::string status;   ///< "converged", "time_limit", "node_limit", "stopped", "stalled"
   long nodes = 0, pruned_by_bounds = 0, pruned_by_lp = 0, leaves = 0, open = 0;
   long region_proofs = 0;  ///< emptiness proofs sought (each an LP unless one row decides it)
+  long fixed_by_lp = 0;    ///< neurons assigned by LP sign fixing (lp_tightening_after)
 };
 
 struct InputBox {

@@ -57,6 +57,17 @@ struct SubdomainBound {
 SubdomainBound bound_subdomain(const Network& net, const Subdomain& subdomain, Norm p, Norm q,
                                bool linear_relaxation = true);
 
+/// The pre-activations of the first activation layer with a free neuron (one whose derivative b does
+/// not fix) as what they are on the whole subdomain, the exact affine map z = a x + c of the input,
+/// with elementwise bounds a_error, c_error on the rounding errors of a and c. b is bound_subdomain's
+/// for the subdomain. layer = -1 where no layer has a free neuron or a MaxMin layer comes first.
+struct ExactPreActivations {
+  int layer = -1;  ///< activation layer index, as in SubdomainBound::Unstable
+  Eigen::MatrixXd a, a_error;
+  Eigen::VectorXd c, c_error;
+};
+ExactPreActivations first_free_layer(const Network& net, const Subdomain& subdomain, const SubdomainBound& b);
+
 /// Bounds a batch of subdomains in parallel on the CPU threads (OpenMP).
 std::vector<SubdomainBound> bound_subdomains(const Network& net, const std::vector<Subdomain>& subdomains,
                                              Norm p, Norm q, bool linear_relaxation = true);
