@@ -16,6 +16,7 @@
 #include "lipcert/subdomain_bounds.hpp"
 
 #include "bab_stop_rule.hpp"
+#include "region_point.hpp"
 
 namespace lipcert {
 
@@ -135,25 +136,11 @@ class RegionLp {
     return !ball_ || (x - ball_->center).lpNorm<1>() <= ball_->radius * (1 + 1e-7);
   }
 
-  // A point strictly inside the region near x (a point of its parent's that a split's new row cuts
-  // off, or an LP's vertex on some of its rows): x moved past the rows it violates or lies on, one
-  // after another, by a small fraction of each row's scale, and kept in the box. A hint, as
-  // Node::inside: it spares the region's emptiness LP, and a leaf's Chebyshev LP where it is strictly
-  // inside. Empty when the moves do not land in the region.
-  Eigen::VectorXd nearby_point(const Subdomain& s, const SubdomainBound& b, Eigen::VectorXd x) const {
-    const Eigen::Index m = b.region_g.rows();
-    if (m == 0 || x.size() != n_) return holds(s, b, x) ? x : Eigen::VectorXd();
-    const Eigen::VectorXd row_norms = b.region_g.rowwise().norm();
-    for (int move = 0; move < kNearbyMoves; ++move) {
-      const Eigen::VectorXd depth = kNearbyDepth * (b.region_h.cwiseAbs() + row_norms * x.norm());
-      Eigen::Index row;
-      const double excess = (b.region_g * x - b.region_h + depth).maxCoeff(&row);
-      if (excess <= 0) break;
-      if (!(row_norms(row) > 0)) return Eigen::VectorXd();
-      x -= (excess / (row_norms(row) * row_norms(row))) * b.region_g.row(row).transpose();
-      x = x.cwiseMax(s.lower).cwiseMin(s.upper);
-    }
-    return holds(s, b, x) ? x : Eigen::VectorXd();
+  // nearby_region_point in the node's box, and within the LPs' tolerance of the ball: a hint, as
+  // Node::inside, that spares the region's emptiness LP, and a leaf's Chebyshev LP.
+  Eigen::VectorXd nearby_point(const Subdomain& s, const SubdomainBound& b, const Eigen::VectorXd& x) const {
+    Eigen::VectorXd y = nearby_region_point(b.region_g, b.region_h, s.lower, s.upper, x);
+    return y.size() > 0 && holds(s, b, y) ? y : Eigen::VectorXd();
   }
 
   // Whether *x lies strictly inside the region's rows and in the box, in floating point, and in the
@@ -180,8 +167,6 @@ class RegionLp {
 
  private:
   static constexpr int64_t kBallRow = int64_t{1} << 62;
-  static constexpr int kNearbyMoves = 4;
-  static constexpr double kNearbyDepth = 1e-6;
 
   // The emptiness proof of the region `rows` (region_* fields) of the node's box, whose LP rows have
   // the given keys; the LP starts from the node's ancestor's basis and reports into lp.

@@ -11,22 +11,39 @@
 #include "lipcert/bab.hpp"
 
 #include "bab_stop_rule.hpp"
+#include "region_point.hpp"
 #include "lipcert/certified_jvp.hpp"
+#include "lipcert/linear_ops.hpp"
 #include "lipcert/lp.hpp"
 
 namespace lipcert {
 
 namespace {
 
-// Throws UnsupportedLayerError unless every layer is Dense, Flatten, ReLU or LeakyReLU.
-void check_layers(const Network& net) {
+// The network with its convolutions and poolings as the Dense layers they are, on the flat input:
+// dense_matrix copies a kernel's entries exactly (each output reads each input through at most one
+// tap), and a pooling window of 2^k elements weighs each by 2^-k exactly; a window of another size
+// has weights binary floating point does not hold, and is refused, as are layers other than these
+// and ReLU/LeakyReLU.
+Network unrolled(const Network& net) {
+  std::vector<Layer> layers;
   for (size_t i = 0; i < net.layers().size(); ++i) {
     const Layer& l = net.layers()[i];
-    if (l.kind == LayerKind::Flatten || l.kind == LayerKind::Dense || l.is_piecewise_linear_activation()) continue;
-    throw UnsupportedLayerError("layer " + std::to_string(i) + " (" + layer_kind_name(l.kind) +
-                                "): the global constant by branch and bound takes Dense layers and ReLU/LeakyReLU "
-                                "activations; unroll convolutions, or bound on a box");
+    const int window = l.kernel_h * l.kernel_w;
+    if (l.kind == LayerKind::Flatten) continue;
+    if (l.kind == LayerKind::Dense || l.is_piecewise_linear_activation()) {
+      layers.push_back(l);
+    } else if (l.kind == LayerKind::Conv2d || (l.kind == LayerKind::AvgPool2d && (window & (window - 1)) == 0)) {
+      layers.push_back(Layer::dense(dense_matrix(l), bias_vector(l)));
+    } else {
+      throw UnsupportedLayerError(
+          "layer " + std::to_string(i) + " (" + layer_kind_name(l.kind) +
+          "): the global constant by branch and bound takes Dense and Conv2d layers, average pooling over 2^k "
+          "elements and ReLU/LeakyReLU activations; bound on a box, or use autolip or sdp for a global bound");
+    }
   }
+  if (layers.empty()) layers.push_back(Layer::flatten());
+  return Network(TensorShape{net.input_size()}, std::move(layers));
 }
 
 // Proves that a partial activation pattern of f has an empty region in R^n, from the layers after the
@@ -171,14 +188,14 @@ bool strictly_inside(const SubdomainBound& b, const Eigen::VectorXd& x) {
 
 }  // namespace
 
-BabResult lipschitz_bab_global(const Network& net, Norm p, Norm q, const BabOptions& options, double initial_lower,
-                               const Eigen::VectorXd& initial_witness,
+BabResult lipschitz_bab_global(const Network& original, Norm p, Norm q, const BabOptions& options,
+                               double initial_lower, const Eigen::VectorXd& initial_witness,
                                const std::function<bool(const BabProgress&)>& progress) {
   if (options.bounder || options.l1_ball || options.input_bisection != 0)
     throw std::invalid_argument("lipschitz_bab_global: bounder, l1_ball and input_bisection must be unset");
-  const int n = net.input_size();
+  const int n = original.input_size();
   if (initial_witness.size() != n) throw std::invalid_argument("lipschitz_bab_global: the witness needs the input size");
-  check_layers(net);
+  const Network net = unrolled(original);
   BabStopRule stop(options, progress);
   const double inf = std::numeric_limits<double>::infinity();
   const Eigen::VectorXd everywhere_lo = Eigen::VectorXd::Constant(n, -inf), everywhere_hi = Eigen::VectorXd::Constant(n, inf);
@@ -315,8 +332,13 @@ BabResult lipschitz_bab_global(const Network& net, Norm p, Norm q, const BabOpti
         continue;
       }
       GlobalNode child{std::move(children[i]), std::move(bounds[i]), child_upper(i), Eigen::VectorXd(), node.faces};
-      if (strictly_inside(child.bound, node.inside)) child.inside = node.inside;
-      else if (!find_inside(child) && prove_empty(child)) {
+      if (strictly_inside(child.bound, node.inside)) {
+        child.inside = node.inside;
+      } else if (Eigen::VectorXd nearby = nearby_region_point(child.bound.region_g, child.bound.region_h, everywhere_lo,
+                                                             everywhere_hi, node.inside);
+                 strictly_inside(child.bound, nearby)) {
+        child.inside = std::move(nearby);
+      } else if (!find_inside(child) && prove_empty(child)) {
         ++result.pruned_by_lp;
         continue;
       }

@@ -16,6 +16,7 @@ NORMS = [1.0, 2.0, math.inf]
 LIPBAB = {
     "SDnet_(10,15,10,3)": (0.1, {2.0: 9.530716922306004, 1.0: 10.41286850374477, math.inf: 16.274810805318676}),
     "SDnet_(10,20,15,10,3)": (0.1, {2.0: 40.05651016370293, 1.0: 48.04897158493324, math.inf: 72.28569774866806}),
+    "SDnet_(10,30,30,30,3)": (0.1, {2.0: 19.462799793264388, 1.0: 19.369311332018757, math.inf: 39.11036425646691}),
     "iris_net_(4,5,5,3)": (1.0, {2.0: 6.771454513402937, 1.0: 5.958048912394726, math.inf: 12.605085581416922}),
 }
 
@@ -352,11 +353,43 @@ def test_global_lower_le_exact_le_upper_at_every_node_limit(seed, nodes, p):
         assert r["lower"] <= exact_matrix_norm(net.jacobian(r["witness"][None])[0], p, p) * (1 + 1e-12)
 
 
-def test_global_bab_refuses_convolutions_by_name():
+@pytest.mark.parametrize("seed", range(4))
+def test_global_bab_on_a_small_cnn_matches_the_brute_force_of_its_unrolled_mlp(seed):
+    """Convolutions and 2x2 pooling are unrolled by the engine; the truth here unrolls them with torch
+    (each layer applied to the unit images) and enumerates the MLP's activation patterns."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(90 + seed)
+    conv_w, conv_b = rng.normal(size=(2, 1, 2, 2)), rng.normal(size=2) * 0.3
+    dense_w, dense_b = rng.normal(size=(2, 2)), rng.normal(size=2)
+    cnn = lc.Network([lc.Conv2d(conv_w, conv_b, stride=1, padding=0), lc.ReLU(), lc.AvgPool2d(2), lc.Flatten(),
+                      lc.Dense(dense_w, dense_b)], (1, 3, 3))
+    unit_images = torch.eye(9, dtype=torch.float64).reshape(9, 1, 3, 3)
+    conv = torch.nn.functional.conv2d(unit_images, torch.from_numpy(conv_w))  # (9, 2, 2, 2), no bias
+    unit_maps = torch.eye(8, dtype=torch.float64).reshape(8, 2, 2, 2)
+    pool = torch.nn.functional.avg_pool2d(unit_maps, 2).reshape(8, 2)
+    mlp = lc.Network([lc.Dense(conv.reshape(9, 8).T.numpy(), np.repeat(conv_b, 4)), lc.ReLU(),
+                      lc.Dense(dense_w @ pool.T.numpy(), dense_b)], (9,))
+    x = rng.normal(size=(5, 1, 3, 3))
+    assert np.allclose(cnn(x), mlp(x.reshape(5, 9)), rtol=1e-12, atol=1e-12)
+    p, q = [(2.0, 2.0), (1.0, 1.0), (math.inf, math.inf), (math.inf, 1.0)][seed]
+    exact = brute_force_global_constant(mlp, p, q)
+    b = lc.lipschitz(cnn, method="bab", norm=(p, q), domain=None, tol=1e-10, time_limit=30)
+    assert b.exact and b.upper == pytest.approx(exact, rel=1e-9)
+    assert b.lower == pytest.approx(exact_matrix_norm(cnn.jacobian(b.witness[None])[0], p, q), rel=1e-9)
+
+
+def test_global_bab_refuses_pooling_windows_whose_weights_are_not_exact():
     from conftest import random_cnn
 
-    with pytest.raises(lc.UnsupportedLayerError, match="Conv2d.*domain=None"):
-        lc.lipschitz(random_cnn(np.random.default_rng(82)), method="bab", domain=None)
+    net = lc.Network([lc.Conv2d(np.ones((1, 1, 2, 2)), np.zeros(1)), lc.ReLU(), lc.AvgPool2d(3), lc.Flatten(),
+                      lc.Dense(np.ones((1, 1)), np.zeros(1))], (1, 4, 4))
+    with pytest.raises(lc.UnsupportedLayerError, match="AvgPool2d.*domain=None.*2\\^k"):
+        lc.lipschitz(net, method="bab", domain=None)
+    from lipcert import _core
+
+    with pytest.raises(ValueError, match="AvgPool2d.*2\\^k"):  # the engine refuses it too (lipcert-bench)
+        _core.lipschitz_bab_global(net._core, 2.0, 2.0, 0.0, 1.0, 10, 0.0, np.zeros(16), None)
+    assert lc.lipschitz(random_cnn(np.random.default_rng(82)), method="bab", domain=None, time_limit=2).certified
 
 
 def test_nonnegative_farkas_proofs_need_a_real_contradiction():

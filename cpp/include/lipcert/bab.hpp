@@ -91,8 +91,9 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
                         double initial_lower, const Eigen::VectorXd& initial_witness,
                         const std::function<bool(const BabProgress&)>& progress = {});
 
-/// The exact global constant, over all of R^n, of a network of Dense layers and ReLU/LeakyReLU
-/// activations (Flatten allowed). Nodes are partial activation patterns alone (no box), split in
+/// The exact global constant, over all of R^n, of a network of Dense and Conv2d layers (unrolled to
+/// dense matrices, exactly; average pooling too where its window has 2^k elements) and ReLU/LeakyReLU
+/// activations (Flatten allowed): a small one, since every node's LPs run over R^n. Nodes are partial activation patterns alone (no box), split in
 /// layer order, choosing within the first layer with free neurons the split whose larger child bound
 /// is smallest; a node's bound is bound_subdomain's over an unbounded box. Each child gets a Chebyshev
 /// LP over R^n (unless it keeps its parent's interior point): a child with an interior point is kept,

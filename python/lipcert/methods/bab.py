@@ -1,6 +1,6 @@
 """`bab`: exact Lipschitz constants of ReLU / LeakyReLU / MaxMin networks by branch and bound over activation
-patterns (the C++ engine): local ones on a bounded domain (lipcert::lipschitz_bab) and, for networks
-of Dense layers, global ones on all of R^n (lipcert::lipschitz_bab_global, which searches activation
+patterns (the C++ engine): local ones on a bounded domain (lipcert::lipschitz_bab) and, for small
+networks of Dense and Conv2d layers, global ones on all of R^n (lipcert::lipschitz_bab_global, which searches activation
 patterns alone, with LPs over R^n and emptiness proved on the faces of a cube; ReLU and LeakyReLU
 only).
 
@@ -21,7 +21,7 @@ from .. import _core
 from .._cuda_loader import cuda_available, cuda_module
 from ..domain import Ball, Box
 from ..errors import UnsupportedLayerError
-from ..layers import Dense, MaxMin
+from ..layers import AvgPool2d, MaxMin
 from ..network import Network
 from .lower import certify_point, inside_domain, lower_bound
 
@@ -53,16 +53,19 @@ def domain_box(domain):
 
 
 def check_global_search(net: Network, device: str) -> None:
-    """The global search (domain=None) takes networks of Dense layers, on the CPU."""
+    """The global search (domain=None) takes Dense and Conv2d layers (the engine unrolls convolutions,
+    exactly), average pooling over 2^k elements (whose weights 2^-k are exact), on the CPU."""
     for i, layer in enumerate(net.layers):
         if isinstance(layer, MaxMin):
             raise UnsupportedLayerError(f"layer {i} (MaxMin): method 'bab' with domain=None (the global constant) "
                                         "takes ReLU and LeakyReLU activations only; bound on a lipcert.Box, or use "
                                         "autolip or sdp for a global upper bound")
-        if layer.is_affine and not isinstance(layer, Dense):
-            raise UnsupportedLayerError(f"layer {i} ({type(layer).__name__}): method 'bab' with domain=None (the "
-                                        "global constant) takes Dense layers only; bound on a lipcert.Box, or use "
-                                        "autolip, seqlip or sdp for a global upper bound")
+        window = layer.kernel_size[0] * layer.kernel_size[1] if isinstance(layer, AvgPool2d) else 1
+        if window & (window - 1):
+            raise UnsupportedLayerError(f"layer {i} (AvgPool2d): method 'bab' with domain=None (the global "
+                                        f"constant) takes average pooling over 2^k elements only (1/{window} is not "
+                                        "exact in binary); bound on a lipcert.Box, or use autolip or sdp for a "
+                                        "global upper bound")
     if device == "cuda":
         raise ValueError("method 'bab' with domain=None runs on the CPU; use device='cpu' or 'auto'")
 
