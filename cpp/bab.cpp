@@ -8,8 +8,6 @@
 #include <string>
 #include <vector>
 
-#include <omp.h>
-
 #include "lipcert/certified_jvp.hpp"
 #include "lipcert/lp.hpp"
 #include "lipcert/rounding.hpp"
@@ -47,8 +45,8 @@ struct Node {
   // region that holds it needs no emptiness LP, so the child of a split that keeps it goes without.
   Eigen::VectorXd inside;
   std::shared_ptr<const RegionBasis> basis;  // of the nearest ancestor (or itself) whose LP ran
-  // The activation layer whose free neurons lp_tightening has tried on this node's region (its
-  // parent's, when the node is the one child of a tightening): trying them again proves nothing new.
+  // The activation layer whose free neurons LP sign fixing has tried on this node's region (its
+  // parent's, when the node is the one child of a fixing): trying them again proves nothing new.
   int tightened_layer = -1;
 };
 
@@ -306,17 +304,10 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
       }
     result.nodes = static_cast<long>(roots.size());
   }
-  // One HiGHS instance per thread: the search runs on the first, and the region checks of a batch
-  // of parents on all of them (LPs are most of the search's own time). The others are created by
-  // their threads when first needed: an instance costs as much as a few LPs of a small search.
-  std::vector<std::unique_ptr<LpSolver>> lps(std::max(1, omp_get_max_threads()));
-  lps[0] = std::make_unique<LpSolver>();
-  LpSolver& lp = *lps[0];
-  auto thread_lp = [&]() -> LpSolver& {
-    std::unique_ptr<LpSolver>& solver = lps[omp_get_thread_num() % lps.size()];
-    if (!solver) solver = std::make_unique<LpSolver>();
-    return *solver;
-  };
+  // The search's LPs run on the first instance, the region checks of a batch of parents on all
+  // threads (LPs are most of the search's own time).
+  const std::shared_ptr<LpSolverPool> lps = options.lp_solvers ? options.lp_solvers : std::make_shared<LpSolverPool>();
+  LpSolver& lp = lps->first();
   const RegionLp region_lp(net.input_size(), options.l1_ball);
   auto global_upper = [&] { return std::max(closed_upper, open.empty() ? 0.0 : open.top().upper); };
 
@@ -346,12 +337,11 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
         ((node.subdomain.upper - node.subdomain.lower).array() / root_width.array()).maxCoeff(&side);
     return width > kMinRelativeWidth ? side : -1;
   };
-  // With LP sign fixing (lp_tightening_after): the neurons of the node's first layer with free neurons whose sign an LP proves
-  // over its region; `proofs` counts the proofs sought. Both signs excluded means
-  // the region is empty (`empty` is set).
-  // A sign that the pre-activation takes at a known point of the region (the node's inside point,
-  // the points of the failed proofs) is not tried: such points are hints, and a wrong one costs only
-  // a proof not sought.
+  // LP sign fixing (lp_tightening_after): the neurons of the node's first layer with free neurons
+  // whose sign an LP proves over its region; `proofs` counts the proofs sought, and both signs of one
+  // neuron excluded mean the region is empty (`empty` is set). A sign that the pre-activation takes
+  // at a known point of the region (the node's inside point, the points of the failed proofs) is not
+  // tried: such points are hints, and a wrong one costs only a proof not sought.
   auto lp_fixed_signs = [&](LpSolver& solver, const Node& node, long& proofs, bool& empty) {
     std::vector<SignFix> fixed;
     const ExactPreActivations map = first_free_layer(net, node.subdomain, node.bound);
@@ -384,8 +374,8 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
   // Bounds the children of each parent whose region is not proved empty, and drops the children
   // whose bounds are contradictory; a child's Jacobians are among its parent's, so the parent's bound
   // holds too. The LPs run on a node only when it is split: most nodes leave the queue by their bound
-  // alone, and a bound needs no proof that the region is non-empty. A parent whose neurons' signs the
-  // LPs fix (lp_tightening) has one child, with those neurons assigned, instead of a split.
+  // alone, and a bound needs no proof that the region is non-empty. A parent some of whose neurons'
+  // signs LP sign fixing proves has one child, with those neurons assigned, instead of a split.
   auto split = [&](std::vector<Node>& parents) {
     const int count = static_cast<int>(parents.size());
     std::vector<char> proved_empty(count, 0);
@@ -403,11 +393,11 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
       try {
         if (needs_lp(parents[i])) {
           ++proofs[i];
-          proved_empty[i] = region_lp.prove_empty(thread_lp(), parents[i]);
+          proved_empty[i] = region_lp.prove_empty(lps->for_this_thread(), parents[i]);
         }
         if (!proved_empty[i] && tightens(parents[i])) {
           bool empty = false;
-          fixed[i] = lp_fixed_signs(thread_lp(), parents[i], proofs[i], empty);
+          fixed[i] = lp_fixed_signs(lps->for_this_thread(), parents[i], proofs[i], empty);
           proved_empty[i] = empty;
         }
       } catch (const std::exception& e) {
@@ -485,8 +475,8 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
   };
   // A leaf has one Jacobian: certify it at an interior point of its region, one near its `inside`
   // point where that is strictly inside (a certified value holds wherever the point lies: the leaf's
-  // bound stays among the closed ones either way), else the Chebyshev centre. Returns false when no interior
-  // point could be certified.
+  // bound stays among the closed ones either way), else the Chebyshev centre. Returns false when no
+  // interior point could be certified.
   auto certify_leaf = [&](const Node& leaf) {
     ++result.leaves;
     const Eigen::VectorXd v = operator_norm(leaf.bound.jacobian_center, p, q).argmax;

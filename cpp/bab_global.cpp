@@ -6,8 +6,6 @@
 #include <string>
 #include <vector>
 
-#include <omp.h>
-
 #include "lipcert/bab.hpp"
 
 #include "bab_stop_rule.hpp"
@@ -201,16 +199,9 @@ BabResult lipschitz_bab_global(const Network& original, Norm p, Norm q, const Ba
   const Eigen::VectorXd everywhere_lo = Eigen::VectorXd::Constant(n, -inf), everywhere_hi = Eigen::VectorXd::Constant(n, inf);
   const std::vector<InputBox> faces = cube_faces(n);
   const RegionRelaxation relaxation(net);
-  // One HiGHS instance per thread: the face proofs of a region run on all of them, the rest of the
-  // search on the first.
-  std::vector<std::unique_ptr<LpSolver>> lps(std::max(1, omp_get_max_threads()));
-  lps[0] = std::make_unique<LpSolver>();
-  LpSolver& lp = *lps[0];
-  auto thread_lp = [&]() -> LpSolver& {
-    std::unique_ptr<LpSolver>& solver = lps[omp_get_thread_num() % lps.size()];
-    if (!solver) solver = std::make_unique<LpSolver>();
-    return *solver;
-  };
+  // The face proofs of a region run on all threads, the rest of the search on the first instance.
+  const std::shared_ptr<LpSolverPool> lps = options.lp_solvers ? options.lp_solvers : std::make_shared<LpSolverPool>();
+  LpSolver& lp = lps->first();
 
   BabResult result;
   result.lower = initial_lower;
@@ -254,7 +245,7 @@ BabResult lipschitz_bab_global(const Network& original, Norm p, Norm q, const Ba
     for (int f = 0; f < static_cast<int>(faces.size()); ++f) {
       if (!node.faces[f]) continue;
       try {
-        if (thread_lp().prove_infeasible(g, zero, g_error, zero, faces[f].lower, faces[f].upper)) node.faces[f] = 0;
+        if (lps->for_this_thread().prove_infeasible(g, zero, g_error, zero, faces[f].lower, faces[f].upper)) node.faces[f] = 0;
       } catch (const std::exception& e) {
         errors[f] = e.what();
       }

@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include <omp.h>
+
 // The C API: highsbox's libhighs.so is built with the pre-C++11 std::string ABI, so its C++ classes
 // cannot be called from code built with the default ABI; the C API is ABI-neutral.
 #include "interfaces/highs_c_api.h"
@@ -78,6 +80,18 @@ LpSolver::LpSolver() : highs_(Highs_create()) {
 }
 
 LpSolver::~LpSolver() { Highs_destroy(highs_); }
+
+LpSolverPool::LpSolverPool() : solvers_(std::max(1, omp_get_max_threads())) {
+  solvers_[0] = std::make_unique<LpSolver>();
+}
+
+LpSolverPool::~LpSolverPool() = default;
+
+LpSolver& LpSolverPool::for_this_thread() {
+  std::unique_ptr<LpSolver>& solver = solvers_[omp_get_thread_num() % solvers_.size()];
+  if (!solver) solver = std::make_unique<LpSolver>();
+  return *solver;
+}
 
 void* LpSolver::fresh() {
   Highs_clearModel(highs_);

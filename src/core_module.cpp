@@ -53,7 +53,11 @@ std::vector<Subdomain> make_subdomains(const Eigen::MatrixXd& lowers, const Eige
 }
 
 BabOptions bab_options(double tol, double time_limit, long max_nodes, int batch, double progress_interval) {
+  // The HiGHS instances of the calling Python thread, kept between its searches: lipschitz() on a
+  // small net is a search of a millisecond, of which making them would be ~15%.
+  thread_local const std::shared_ptr<LpSolverPool> lp_solvers = std::make_shared<LpSolverPool>();
   BabOptions options;
+  options.lp_solvers = lp_solvers;
   options.tol = tol;
   options.time_limit = time_limit;
   options.max_nodes = max_nodes;

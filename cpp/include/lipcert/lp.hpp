@@ -1,6 +1,7 @@
 #pragma once
 /// Linear programming through HiGHS (used for feasibility of activation regions).
 #include <Eigen/Dense>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,25 @@ class LpSolver {
  private:
   void* fresh();  // the instance, emptied of the previous model
   void* highs_;
+};
+
+/// One LpSolver per OpenMP thread, for a search whose LPs run on its own thread and, in parallel
+/// regions, on all of them. The calling thread's instance is made at once, the others by their threads
+/// when first asked for: an instance costs as much as a few LPs of a small search.
+class LpSolverPool {
+ public:
+  LpSolverPool();
+  ~LpSolverPool();
+  LpSolverPool(const LpSolverPool&) = delete;
+  LpSolverPool& operator=(const LpSolverPool&) = delete;
+
+  /// The instance of the thread that made the pool.
+  LpSolver& first() { return *solvers_[0]; }
+  /// The instance of the calling OpenMP thread (one parallel region at a time).
+  LpSolver& for_this_thread();
+
+ private:
+  std::vector<std::unique_ptr<LpSolver>> solvers_;
 };
 
 /// Chebyshev centre test: the largest r such that a ball of radius r (in the 2-norm) fits in
