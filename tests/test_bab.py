@@ -378,6 +378,17 @@ def test_global_bab_on_a_small_cnn_matches_the_brute_force_of_its_unrolled_mlp(s
     assert b.lower == pytest.approx(exact_matrix_norm(cnn.jacobian(b.witness[None])[0], p, q), rel=1e-9)
 
 
+def test_global_bab_dives_to_a_certified_witness_from_its_first_node():
+    """Unseeded and stopped after the root's split (a node limit of 2), the global search has already
+    dived to a leaf: its lower bound is the norm of the Jacobian at the witness it returns."""
+    from lipcert import _core
+
+    net = random_mlp(np.random.default_rng(84), [3, 8, 8, 8, 2])
+    r = _core.lipschitz_bab_global(net._core, 2.0, 2.0, 0.0, 30.0, 2, 0.0, np.zeros(3), None)
+    assert r["status"] == "node_limit" and r["nodes"] > 2 and 0 < r["lower"] <= r["upper"]
+    assert r["lower"] == pytest.approx(np.linalg.norm(net.jacobian(r["witness"][None])[0], 2), rel=1e-9)
+
+
 def test_global_bab_refuses_pooling_windows_whose_weights_are_not_exact():
     from conftest import random_cnn
 

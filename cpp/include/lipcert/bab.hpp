@@ -98,18 +98,20 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
 
 /// The exact global constant, over all of R^n, of a network of Dense and Conv2d layers (unrolled to
 /// dense matrices, exactly; average pooling too where its window has 2^k elements) and ReLU/LeakyReLU
-/// activations (Flatten allowed): a small one, since every node's LPs run over R^n. Nodes are partial activation patterns alone (no box), split in
-/// layer order, choosing within the first layer with free neurons the split whose larger child bound
-/// is smallest; a node's bound is bound_subdomain's over an unbounded box. Each child gets a Chebyshev
-/// LP over R^n (unless it keeps its parent's interior point): a child with an interior point is kept,
-/// one without is pruned only when its region is proved empty, since floating-point LPs over an
-/// unbounded set prove nothing. The proof is Farkas-certified on the cone {(x, t) : t > 0, x / t in
-/// the region}, once per face of the cube [-1, 1]^n x [0, 1] other than t = 0 (2n + 1 thickened boxes,
+/// activations (Flatten allowed): a small one, since every node's LPs run over R^n. Nodes are partial
+/// activation patterns alone (no box), split in layer order, choosing within the first layer with
+/// free neurons the split whose larger child bound is smallest; a node's bound is bound_subdomain's
+/// over an unbounded box. Each child gets a Chebyshev LP over R^n (unless it keeps its parent's
+/// interior point, or one moved just past its new row): a child with an interior point is kept, one
+/// without is pruned only when its region is proved empty, since floating-point LPs over an unbounded
+/// set prove nothing. The proof is Farkas-certified on the cone {(x, t) : t > 0, x / t in the
+/// region}, once per face of the cube [-1, 1]^n x [0, 1] other than t = 0 (2n + 1 thickened boxes,
 /// which every such cone with interior meets with interior; faces proved empty stay so for the
 /// descendants), or by a sign-constrained relaxation from the second layer on, which excludes the
-/// patterns realised only at infinity. A leaf is certified at a point strictly inside its region, which
-/// becomes the witness. Throws UnsupportedLayerError for other layers; options.bounder,
-/// options.l1_ball and options.input_bisection must be unset.
+/// patterns realised only at infinity. A leaf is certified at a point strictly inside its region,
+/// which becomes the witness; a depth-first dive every 256 nodes reaches leaves early. Throws
+/// UnsupportedLayerError for other layers; options.bounder, options.l1_ball and
+/// options.input_bisection must be unset.
 BabResult lipschitz_bab_global(const Network& net, Norm p, Norm q, const BabOptions& options, double initial_lower,
                                const Eigen::VectorXd& initial_witness,
                                const std::function<bool(const BabProgress&)>& progress = {});
