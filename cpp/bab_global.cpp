@@ -245,7 +245,8 @@ BabResult lipschitz_bab_global(const Network& original, Norm p, Norm q, const Ba
     for (int f = 0; f < static_cast<int>(faces.size()); ++f) {
       if (!node.faces[f]) continue;
       try {
-        if (lps->for_this_thread().prove_infeasible(g, zero, g_error, zero, faces[f].lower, faces[f].upper)) node.faces[f] = 0;
+        if (lps->for_this_thread().prove_infeasible(g, zero, g_error, zero, faces[f].lower, faces[f].upper))
+          node.faces[f] = 0;
       } catch (const std::exception& e) {
         errors[f] = e.what();
       }
