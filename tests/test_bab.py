@@ -164,21 +164,23 @@ def test_low_dimensional_inputs_get_input_bisection_by_default():
 
 
 def test_small_searches_close_unseeded_and_the_others_are_seeded(monkeypatch):
-    """lipschitz(method="bab") on a bounded domain searches first without the sampling seed: a search
-    that closes within PROBE_NODES returns at once; one that does not starts again from the seed (or
-    from the first search's lower bound, if higher), to the same exact value."""
+    """lipschitz(method="bab") searches first without the sampling seed: a search that closes within
+    PROBE_NODES returns at once; one that does not starts again from the seed (or from the first
+    search's lower bound, if higher), to the same exact value. On a box and on all of R^n."""
     import lipcert.methods.bab as bab_module
 
-    net = random_mlp(np.random.default_rng(65), [3, 8, 6, 2])
+    net = random_mlp(np.random.default_rng(65), [3, 6, 4, 2])
     lo, hi = np.full(3, -0.6), np.full(3, 0.4)
-    exact = brute_force_global_constant(net, 2.0, 2.0, lo, hi)
-    for probe_nodes, seeded in ((bab_module.PROBE_NODES, False), (1, True)):
-        monkeypatch.setattr(bab_module, "PROBE_NODES", probe_nodes)
-        b = lc.lipschitz(net, method="bab", domain=lc.Box(lo, hi), tol=1e-10)
-        assert b.exact and b.upper == pytest.approx(exact, rel=1e-9)
-        assert b.lower <= exact * (1 + 1e-12) and exact <= b.upper * (1 + 1e-12)
-        assert ("samples" in b.stats["lower_search"]) is seeded
-        assert exact_matrix_norm(net.jacobian(b.witness[None])[0], 2.0, 2.0) == pytest.approx(b.lower, rel=1e-9)
+    default = bab_module.PROBE_NODES
+    for domain, exact in ((lc.Box(lo, hi), brute_force_global_constant(net, 2.0, 2.0, lo, hi)),
+                          (None, brute_force_global_constant(net, 2.0, 2.0))):
+        for probe_nodes, seeded in ((default, False), (1, True)):
+            monkeypatch.setattr(bab_module, "PROBE_NODES", probe_nodes)
+            b = lc.lipschitz(net, method="bab", domain=domain, tol=1e-10)
+            assert b.exact and b.upper == pytest.approx(exact, rel=1e-9)
+            assert b.lower <= exact * (1 + 1e-12) and exact <= b.upper * (1 + 1e-12)
+            assert ("samples" in b.stats["lower_search"]) is seeded
+            assert exact_matrix_norm(net.jacobian(b.witness[None])[0], 2.0, 2.0) == pytest.approx(b.lower, rel=1e-9)
 
 
 def test_time_limit_returns_the_best_certified_pair(shared_data):

@@ -1,13 +1,13 @@
 """`bab`: exact Lipschitz constants of ReLU / LeakyReLU / MaxMin networks by branch and bound over activation
 patterns (the C++ engine): local ones on a bounded domain (lipcert::lipschitz_bab) and, for small
-networks of Dense and Conv2d layers, global ones on all of R^n (lipcert::lipschitz_bab_global, which searches activation
-patterns alone, with LPs over R^n and emptiness proved on the faces of a cube; ReLU and LeakyReLU
-only).
+networks of Dense and Conv2d layers, global ones on all of R^n (lipcert::lipschitz_bab_global, which
+searches activation patterns alone, with LPs over R^n and emptiness proved on the faces of a cube;
+ReLU and LeakyReLU only).
 
-The lower bound is seeded by the sampling search of `lower.py`; the engine raises it with certified
-witnesses at interior points of leaf regions. On a bounded domain a short unseeded search runs first:
-small problems close in it (in a fraction of the seed search's time), and the rest start again seeded.
-Both bounds are certified; `exact` means they agree to `tol`.
+A short unseeded search runs first: small problems close in it, in a fraction of the time the seed
+search takes. The others start again from the lower bound of the sampling search of `lower.py` (or
+the first search's, if higher); the engine raises it with certified witnesses at interior points of
+leaf regions. Both bounds are certified; `exact` means they agree to `tol`.
 """
 from __future__ import annotations
 
@@ -33,9 +33,9 @@ MAX_NODES = 10_000_000
 # the halvings multiply faster than they fix neurons.
 INPUT_BISECTION_DIMENSIONS = 2
 INPUT_BISECTION = 4
-# The unseeded first search on a bounded domain: at most this many nodes and this share of the time
-# limit (and PROBE_SECONDS). LipBaB's iris net closes in 13 nodes and under a millisecond, where the
-# seed search takes about 12 ms; a search that needs more repeats at most this much work.
+# The unseeded first search: at most this many nodes and this share of the time limit (and
+# PROBE_SECONDS). LipBaB's iris net closes in 13 nodes and under a millisecond, where the seed search
+# takes about 12 ms; a search that needs more repeats at most this much work.
 PROBE_NODES = 300
 PROBE_SHARE, PROBE_SECONDS = 0.05, 0.5
 
@@ -114,31 +114,30 @@ def bab_bound(net: Network, p_in: float, p_out: float, domain, tol: float, time_
     start = time.perf_counter()
     progress = terminal_progress if show_progress else None
     bounder = None if domain is None else subdomain_bounder(net, device)
-    if domain is not None:
+    if domain is None:
+        def search(seconds, max_nodes, initial_lower, initial_witness):
+            return _core.lipschitz_bab_global(net._core, p_in, p_out, tol, seconds, max_nodes, initial_lower,
+                                              initial_witness, progress)
+    else:
         l1_center, l1_radius = l1 if l1 is not None else (None, 0.0)
         bisection = INPUT_BISECTION if net.input_size <= INPUT_BISECTION_DIMENSIONS else 0
 
-        def search_box(seconds, max_nodes, initial_lower, initial_witness):
+        def search(seconds, max_nodes, initial_lower, initial_witness):
             return _core.lipschitz_bab(net._core, lo, hi, p_in, p_out, tol, seconds, max_nodes, initial_lower,
                                        initial_witness, progress, bounder, l1_center=l1_center, l1_radius=l1_radius,
                                        input_bisection=bisection)
 
-        probe = search_box(min(PROBE_SHARE * limit, PROBE_SECONDS), PROBE_NODES, 0.0, np.zeros(net.input_size))
-    if domain is not None and probe["exact"]:
-        result, search = probe, {"skipped": "the unseeded search closed"}
-        seed_lower, witness = 0.0, None
+    result = search(min(PROBE_SHARE * limit, PROBE_SECONDS), PROBE_NODES, 0.0, np.zeros(net.input_size))
+    if result["exact"]:
+        seed_lower, witness, seeding = 0.0, None, {"skipped": "the unseeded search closed"}
     else:
-        seed_lower, seed_witness, search = lower_bound(net, p_in, p_out, domain, seed=seed,
-                                                       time_budget=min(2.0, 0.1 * limit))
+        seed_lower, seed_witness, seeding = lower_bound(net, p_in, p_out, domain, seed=seed,
+                                                        time_budget=min(2.0, 0.1 * limit))
         witness = np.zeros(net.input_size) if seed_witness is None else np.asarray(seed_witness, dtype=float).ravel()
-        if domain is not None and probe["lower"] > seed_lower:
-            seed_lower, witness = probe["lower"], probe["witness"]
-        remaining = max(0.0, limit - (time.perf_counter() - start))
-        if domain is None:
-            result = _core.lipschitz_bab_global(net._core, p_in, p_out, tol, remaining, MAX_NODES, seed_lower,
-                                                witness, progress)
-        else:
-            result = search_box(remaining, MAX_NODES, seed_lower, witness)
+        # (a witness the engine left an ulp past a ball is not one to fall back on, below)
+        if result["lower"] > seed_lower and (domain is None or domain.contains(result["witness"])):
+            seed_lower, witness = result["lower"], result["witness"]
+        result = search(max(0.0, limit - (time.perf_counter() - start)), MAX_NODES, seed_lower, witness)
     if domain is not None:
         result["input_bisection"] = bisection
     if show_progress:
@@ -149,5 +148,5 @@ def bab_bound(net: Network, p_in: float, p_out: float, domain, tol: float, time_
         inside = inside_domain(domain, found)
         value = certify_point(net, inside, p_in, p_out)
         lower, found = (value, inside) if value is not None and value >= seed_lower else (seed_lower, witness)
-    stats = dict(result, lower_search=search, device="cuda" if bounder is not None else "cpu")
+    stats = dict(result, lower_search=seeding, device="cuda" if bounder is not None else "cpu")
     return upper, True, stats, lower, (found if lower > 0 else None)
