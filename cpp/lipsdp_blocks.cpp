@@ -76,27 +76,31 @@ BlockTridiagonal assemble(const std::vector<Eigen::MatrixXd>& w, const std::vect
   return m;
 }
 
-Elimination eliminate(const BlockTridiagonal& m, bool factor_input) {
+Elimination eliminate(const BlockTridiagonal& m, EliminationOutput output) {
   const int l = static_cast<int>(m.diag.size()) - 1;
   Elimination e;
   e.sigma.resize(l + 1);
-  e.f.resize(l + 1);
-  Eigen::MatrixXd sigma = m.diag[l];
+  if (output == EliminationOutput::InverseMaps) e.f.resize(l + 1);
+  Eigen::MatrixXd y;
   for (int k = l; k >= 0; --k) {
-    if (k == 0 && !factor_input) {
+    Eigen::MatrixXd& sigma = e.sigma[k].matrix();
+    sigma = m.diag[k];
+    // Only the lower triangle of sigma is formed and read.
+    if (k < l) sigma.selfadjointView<Eigen::Lower>().rankUpdate(y.transpose(), -1.0);
+    if (k == 0 && output == EliminationOutput::InputSchur) {
+      sigma.triangularView<Eigen::StrictlyUpper>() = sigma.transpose();
       e.input_schur = std::move(sigma);
       break;
     }
-    e.sigma[k].compute(sigma);
-    if (e.sigma[k].info() != Eigen::Success) return e;
-    const auto diag = e.sigma[k].matrixLLT().diagonal();
-    if (!diag.allFinite() || !(diag.array() > 0).all()) return e;
-    e.logdet += 2 * diag.array().log().sum();
+    if (!e.sigma[k].factorize()) return e;
+    e.logdet += 2 * sigma.diagonal().array().log().sum();
     if (k == 0) break;
-    const Eigen::MatrixXd y = e.sigma[k].matrixL().solve(m.sub[k]);
-    e.f[k] = -e.sigma[k].matrixU().solve(y);
-    sigma = m.diag[k - 1];
-    sigma.noalias() -= y.transpose() * y;
+    y = m.sub[k];
+    e.sigma[k].solve_lower_in_place(y);  // L^-1 M_{k,k-1}: Sigma_{k-1} = M_{k-1,k-1} - y' y
+    if (output == EliminationOutput::InverseMaps) {
+      e.f[k] = -y;
+      e.sigma[k].solve_upper_in_place(e.f[k]);
+    }
   }
   e.ok = std::isfinite(e.logdet);
   return e;

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "lipcert/lipsdp.hpp"
+#include "parallel_cholesky.hpp"
 
 namespace lipcert::lipsdp {
 
@@ -24,15 +25,19 @@ struct BlockTridiagonal {
 BlockTridiagonal assemble(const std::vector<Eigen::MatrixXd>& weights, const std::vector<LayerSlopes>& slopes,
                           const Eigen::VectorXd& lambda, double rho);
 
+// What eliminate() computes besides log det M: the barrier's value needs nothing more, X = M^-1 needs
+// the maps F_k, and rho's estimate needs Sigma_0, unfactored.
+enum class EliminationOutput { LogDet, InverseMaps, InputSchur };
+
 // Backward block elimination of M: Sigma_l = M_ll, Sigma_k = M_kk - M_{k+1,k}' Sigma_{k+1}^-1 M_{k+1,k}.
+// Wide blocks (convolutions unrolled) are factorised and solved with on every OpenMP thread.
 struct Elimination {
   bool ok = false;      // every factored Sigma_k was (numerically) positive definite
   double logdet = 0.0;  // sum of log det Sigma_k over the factored blocks
-  std::vector<Eigen::LLT<Eigen::MatrixXd>> sigma;
-  std::vector<Eigen::MatrixXd> f;  // F_k = -Sigma_k^-1 M_{k,k-1}: X_{k,j} = F_k X_{k-1,j} for j < k
-  Eigen::MatrixXd input_schur;     // Sigma_0
+  std::vector<ParallelCholesky> sigma;
+  std::vector<Eigen::MatrixXd> f;  // InverseMaps: F_k = -Sigma_k^-1 M_{k,k-1}, X_{k,j} = F_k X_{k-1,j} for j < k
+  Eigen::MatrixXd input_schur;     // InputSchur: Sigma_0 (both triangles)
 };
-// With factor_input = false it stops at Sigma_0, unfactored (rho's estimate needs it for rho = 0).
-Elimination eliminate(const BlockTridiagonal& m, bool factor_input = true);
+Elimination eliminate(const BlockTridiagonal& m, EliminationOutput output);
 
 }  // namespace lipcert::lipsdp

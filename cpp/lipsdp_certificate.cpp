@@ -24,7 +24,7 @@ constexpr double kMarginSlack = 1.01;
 
 // rho at which the Schur complement of the hidden blocks is singular, in floating point (an estimate).
 double schur_estimate(const BlockTridiagonal& m) {
-  const lipsdp::Elimination e = lipsdp::eliminate(m, /*factor_input=*/false);
+  const lipsdp::Elimination e = lipsdp::eliminate(m, lipsdp::EliminationOutput::InputSchur);
   if (!e.ok) return kInf;
   Eigen::SelfAdjointEigenSolver<MatrixXd> eig(-e.input_schur, Eigen::EigenvaluesOnly);
   return eig.eigenvalues().maxCoeff();

@@ -6,39 +6,82 @@ namespace lipcert {
 
 namespace {
 constexpr Eigen::Index kBlock = 96;
+
+Eigen::Index panel_count(Eigen::Index n) { return (n + kBlock - 1) / kBlock; }
+}  // namespace
+
+template <typename Scalar>
+void lower_rank_update(Eigen::Ref<DenseMatrix<Scalar>> a, const Eigen::Ref<const DenseMatrix<Scalar>>& u, Scalar alpha) {
+  // Always in a parallel region, even for one panel: Eigen then multiplies serially inside it, where on
+  // its own it would start its parallel GEMM, whose spin-waiting costs more than small products.
+  const Eigen::Index n = a.rows(), panels = panel_count(n);
+#pragma omp parallel for schedule(dynamic)
+  for (Eigen::Index c = 0; c < panels; ++c) {
+    const Eigen::Index c0 = c * kBlock, cb = std::min(kBlock, n - c0);
+    a.block(c0, c0, n - c0, cb).noalias() += alpha * u.middleRows(c0, n - c0) * u.middleRows(c0, cb).transpose();
+  }
 }
 
-bool ParallelCholesky::factorize() {
+template <typename Scalar>
+bool BasicParallelCholesky<Scalar>::factorize() {
   const Eigen::Index n = l_.rows();
   for (Eigen::Index k = 0; k < n; k += kBlock) {
     const Eigen::Index kb = std::min(kBlock, n - k), rest = n - k - kb;
-    Eigen::Ref<Eigen::MatrixXd> block = l_.block(k, k, kb, kb);
-    Eigen::LLT<Eigen::Ref<Eigen::MatrixXd>> diagonal(block);  // factorises in place
+    Eigen::Ref<Matrix> block = l_.block(k, k, kb, kb);
+    Eigen::LLT<Eigen::Ref<Matrix>> diagonal(block);  // factorises in place
     if (diagonal.info() != Eigen::Success) return false;
     if (rest == 0) break;
     auto panel = l_.block(k + kb, k, rest, kb);
-    const auto l11t = l_.block(k, k, kb, kb).triangularView<Eigen::Lower>().transpose();
-    const Eigen::Index panels = (rest + kBlock - 1) / kBlock;
-    // L21 = A21 L11^-T, by row blocks; then A22 -= L21 L21' on the lower triangle, by column panels.
-#pragma omp parallel for schedule(dynamic)
+    const auto l11t = l_.block(k, k, kb, kb).template triangularView<Eigen::Lower>().transpose();
+    // L21 = A21 L11^-T, by row blocks; then A22 -= L21 L21' on the lower triangle.
+    const Eigen::Index panels = panel_count(rest);
+#pragma omp parallel for schedule(dynamic) if (panels > 1)
     for (Eigen::Index r = 0; r < panels; ++r) {
       const Eigen::Index r0 = r * kBlock, rb = std::min(kBlock, rest - r0);
-      l11t.solveInPlace<Eigen::OnTheRight>(panel.middleRows(r0, rb));
+      l11t.template solveInPlace<Eigen::OnTheRight>(panel.middleRows(r0, rb));
     }
-#pragma omp parallel for schedule(dynamic)
-    for (Eigen::Index c = 0; c < panels; ++c) {
-      const Eigen::Index c0 = c * kBlock, cb = std::min(kBlock, rest - c0);
-      l_.block(k + kb + c0, k + kb + c0, rest - c0, cb).noalias() -=
-          panel.middleRows(c0, rest - c0) * panel.middleRows(c0, cb).transpose();
-    }
+    lower_rank_update<Scalar>(l_.block(k + kb, k + kb, rest, rest), panel, Scalar(-1));
   }
   return l_.diagonal().allFinite() && (l_.diagonal().array() > 0).all();
 }
 
-Eigen::VectorXd ParallelCholesky::solve(const Eigen::VectorXd& b) const {
-  Eigen::VectorXd x = l_.triangularView<Eigen::Lower>().solve(b);
-  l_.triangularView<Eigen::Lower>().transpose().solveInPlace(x);
+template <typename Scalar>
+typename BasicParallelCholesky<Scalar>::Vector BasicParallelCholesky<Scalar>::solve(const Vector& b) const {
+  Vector x = l_.template triangularView<Eigen::Lower>().solve(b);
+  l_.template triangularView<Eigen::Lower>().transpose().solveInPlace(x);
   return x;
 }
+
+template <typename Scalar>
+void BasicParallelCholesky<Scalar>::solve_lower_in_place(Matrix& b) const {
+  const Eigen::Index panels = panel_count(b.cols());
+#pragma omp parallel for schedule(dynamic) if (panels > 1)
+  for (Eigen::Index c = 0; c < panels; ++c) {
+    const Eigen::Index c0 = c * kBlock, cb = std::min(kBlock, b.cols() - c0);
+    l_.template triangularView<Eigen::Lower>().solveInPlace(b.middleCols(c0, cb));
+  }
+}
+
+template <typename Scalar>
+void BasicParallelCholesky<Scalar>::solve_upper_in_place(Matrix& b) const {
+  const Eigen::Index panels = panel_count(b.cols());
+#pragma omp parallel for schedule(dynamic) if (panels > 1)
+  for (Eigen::Index c = 0; c < panels; ++c) {
+    const Eigen::Index c0 = c * kBlock, cb = std::min(kBlock, b.cols() - c0);
+    l_.template triangularView<Eigen::Lower>().transpose().solveInPlace(b.middleCols(c0, cb));
+  }
+}
+
+template <typename Scalar>
+typename BasicParallelCholesky<Scalar>::Matrix BasicParallelCholesky<Scalar>::inverse() const {
+  Matrix a = Matrix::Identity(l_.rows(), l_.cols());
+  solve_lower_in_place(a);
+  solve_upper_in_place(a);
+  return a;
+}
+
+template void lower_rank_update<double>(Eigen::Ref<DenseMatrix<double>>, const Eigen::Ref<const DenseMatrix<double>>&, double);
+template class BasicParallelCholesky<double>;
+template class BasicParallelCholesky<float>;
 
 }  // namespace lipcert

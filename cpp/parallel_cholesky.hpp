@@ -1,24 +1,46 @@
 #pragma once
-// Dense Cholesky factorisation that uses every OpenMP thread. Eigen's LLT updates the trailing
-// matrix with a single-threaded rank update that its parallel GEMM does not reach; the Newton systems
-// of LipSDP-Neuron (one row per neuron) spent most of a step there.
+// Dense Cholesky factorisation, and solves with its factor, that use every OpenMP thread. Eigen's LLT
+// updates the trailing matrix with a single-threaded rank update that its parallel GEMM does not reach,
+// and its triangular solves run on one thread; the Newton systems of LipSDP-Neuron (one row per
+// neuron) and the wide blocks of unrolled convolutions spent most of their time there.
 #include <Eigen/Dense>
 
 namespace lipcert {
 
-class ParallelCholesky {
+template <typename Scalar>
+using DenseMatrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+
+// a += alpha u u' on the lower triangle of a, by column panels over the OpenMP threads.
+template <typename Scalar>
+void lower_rank_update(Eigen::Ref<DenseMatrix<Scalar>> a, const Eigen::Ref<const DenseMatrix<Scalar>>& u, Scalar alpha);
+
+template <typename Scalar>
+class BasicParallelCholesky {
  public:
+  using Matrix = DenseMatrix<Scalar>;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
   // The matrix to factorise: fill its lower triangle, then call factorize(). Kept between
   // factorisations of one size, so that no fresh memory is touched.
-  Eigen::MatrixXd& matrix() { return l_; }
+  Matrix& matrix() { return l_; }
+  const Matrix& matrix() const { return l_; }
   // Overwrites the lower triangle with L (A = L L'). False when a pivot is not positive (A is not
-  // numerically positive definite); solve() is then meaningless.
+  // numerically positive definite); the solves are then meaningless.
   bool factorize();
   // x = A^-1 b.
-  Eigen::VectorXd solve(const Eigen::VectorXd& b) const;
+  Vector solve(const Vector& b) const;
+  // b <- L^-1 b and b <- L'^-1 b, by column panels.
+  void solve_lower_in_place(Matrix& b) const;
+  void solve_upper_in_place(Matrix& b) const;
+  // A^-1 = L'^-1 L^-1.
+  Matrix inverse() const;
 
  private:
-  Eigen::MatrixXd l_;
+  Matrix l_;
 };
+
+using ParallelCholesky = BasicParallelCholesky<double>;
+
+extern template class BasicParallelCholesky<double>;
+extern template class BasicParallelCholesky<float>;
 
 }  // namespace lipcert

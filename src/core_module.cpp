@@ -379,12 +379,14 @@ PYBIND11_MODULE(_core, m) {
         "Farkas-certified emptiness of {v >= 0 : E v = f} (exact data).");
 
   m.def("lipsdp_solve", [](std::vector<Eigen::MatrixXd> weights, std::vector<double> alpha, std::vector<double> beta,
-                           std::vector<double> weight_error, bool per_layer, double tol, int max_newton_steps) {
+                           std::vector<double> weight_error, bool per_layer, double tol, int max_newton_steps,
+                           int single_precision_newton_from) {
     const SlopeRestrictedNetwork net{std::move(weights), std::move(alpha), std::move(beta), std::move(weight_error)};
     LipSdpOptions options;
     options.multipliers = per_layer ? MultiplierKind::PerLayer : MultiplierKind::PerNeuron;
     options.tol = tol;
     options.max_newton_steps = max_newton_steps;
+    options.single_precision_newton_from = single_precision_newton_from;
     LipSdpResult r;
     {
       py::gil_scoped_release release;
@@ -400,6 +402,7 @@ PYBIND11_MODULE(_core, m) {
     return d;
   }, py::arg("weights"), py::arg("alpha"), py::arg("beta"), py::arg("weight_error"), py::arg("per_layer") = false,
      py::arg("tol") = 1e-7, py::arg("max_newton_steps") = 400,
+     py::arg("single_precision_newton_from") = LipSdpOptions{}.single_precision_newton_from,
      "LipSDP-Neuron (or -Layer) by the block-tridiagonal barrier method, with its certified bound.");
   m.def("slope_restricted_network", [](const Network& net) {
     const SlopeRestrictedNetwork s = slope_restricted_network(net);

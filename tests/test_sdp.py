@@ -107,6 +107,33 @@ def test_the_neuron_solve_reaches_its_optimum_on_a_deep_network():
     assert neuron["certified_upper"] < 0.5 * layer["certified_upper"]
 
 
+@pytest.mark.parametrize("single_precision_from", [0, 10**9])
+def test_sdp_is_exact_on_a_rotated_separable_network_with_a_wide_layer(single_precision_from):
+    # f(x) = D relu(Q x), Q orthogonal: congruence with diag(Q', I) splits LipSDP-Neuron into 2x2 LMIs
+    # [[rho, -t/2], [-t/2, t - d_i^2]] >= 0, so its optimum is max |d_i|, the exact constant. The
+    # 200-neuron block takes the multi-panel paths of the parallel factorisation and solves; the Newton
+    # system is solved both by the single-precision factor with refinement and in double precision.
+    from lipcert import _core
+    rng = np.random.default_rng(11)
+    q, _ = np.linalg.qr(rng.normal(size=(200, 200)))
+    d = rng.uniform(0.2, 2.0, size=200)
+    net = lc.Network([lc.Dense(q), lc.ReLU(), lc.Dense(np.diag(d))], input_shape=(200,))
+    result = _core.lipsdp_solve(*slope_restricted_problem(net).core_args(), per_layer=False, tol=1e-9,
+                                single_precision_newton_from=single_precision_from)
+    assert result["status"] == "optimal"
+    assert np.abs(d).max() <= result["certified_upper"] <= np.abs(d).max() * (1 + 1e-6)
+
+
+def test_single_precision_newton_solves_reach_the_double_precision_optimum():
+    from lipcert import _core
+    for net in (eclipse_net(30, 20), mlp([5, 40, 40, 40, 40, 2], "leaky", seed=2)):
+        args = slope_restricted_problem(net).core_args()
+        single = _core.lipsdp_solve(*args, single_precision_newton_from=0)
+        double = _core.lipsdp_solve(*args, single_precision_newton_from=10**9)
+        assert single["status"] == double["status"] == "optimal"
+        assert single["certified_upper"] == pytest.approx(double["certified_upper"], rel=1e-6)
+
+
 def test_lipsdp_published_values_on_random_weights(shared_data):
     net = lc.load(shared_data / "lipsdp" / "random_weights.mat")
     assert lc.lipschitz(net, method="sdp").upper == pytest.approx(36.482, abs=1e-3)

@@ -49,6 +49,9 @@ struct LipSdpOptions {
   MultiplierKind multipliers = MultiplierKind::PerNeuron;
   double tol = 1e-7;           ///< stop when the barrier's optimality gap is below tol * rho
   int max_newton_steps = 400;
+  /// Newton systems with at least this many unknowns are factorised in single precision and their
+  /// solves refined to double precision (falling back to a double factorisation where that fails).
+  int single_precision_newton_from = 768;
 };
 
 struct LipSdpResult {
