@@ -8,6 +8,17 @@ namespace {
 constexpr Eigen::Index kBlock = 96;
 
 Eigen::Index panel_count(Eigen::Index n) { return (n + kBlock - 1) / kBlock; }
+
+// solve(panel) for each panel of kBlock columns of b, over the OpenMP threads.
+template <typename Matrix, typename Solve>
+void by_column_panels(Matrix& b, Solve solve) {
+  const Eigen::Index panels = panel_count(b.cols());
+#pragma omp parallel for schedule(dynamic) if (panels > 1)
+  for (Eigen::Index c = 0; c < panels; ++c) {
+    const Eigen::Index c0 = c * kBlock;
+    solve(b.middleCols(c0, std::min(kBlock, b.cols() - c0)));
+  }
+}
 }  // namespace
 
 template <typename Scalar>
@@ -54,22 +65,12 @@ typename BasicParallelCholesky<Scalar>::Vector BasicParallelCholesky<Scalar>::so
 
 template <typename Scalar>
 void BasicParallelCholesky<Scalar>::solve_lower_in_place(Matrix& b) const {
-  const Eigen::Index panels = panel_count(b.cols());
-#pragma omp parallel for schedule(dynamic) if (panels > 1)
-  for (Eigen::Index c = 0; c < panels; ++c) {
-    const Eigen::Index c0 = c * kBlock, cb = std::min(kBlock, b.cols() - c0);
-    l_.template triangularView<Eigen::Lower>().solveInPlace(b.middleCols(c0, cb));
-  }
+  by_column_panels(b, [&](auto panel) { l_.template triangularView<Eigen::Lower>().solveInPlace(panel); });
 }
 
 template <typename Scalar>
 void BasicParallelCholesky<Scalar>::solve_upper_in_place(Matrix& b) const {
-  const Eigen::Index panels = panel_count(b.cols());
-#pragma omp parallel for schedule(dynamic) if (panels > 1)
-  for (Eigen::Index c = 0; c < panels; ++c) {
-    const Eigen::Index c0 = c * kBlock, cb = std::min(kBlock, b.cols() - c0);
-    l_.template triangularView<Eigen::Lower>().transpose().solveInPlace(b.middleCols(c0, cb));
-  }
+  by_column_panels(b, [&](auto panel) { l_.template triangularView<Eigen::Lower>().transpose().solveInPlace(panel); });
 }
 
 template <typename Scalar>
