@@ -30,7 +30,7 @@ BlockTridiagonal assemble(const std::vector<Eigen::MatrixXd>& weights, const std
 enum class EliminationOutput { LogDet, InverseMaps, InputSchur };
 
 // Backward block elimination of M: Sigma_l = M_ll, Sigma_k = M_kk - M_{k+1,k}' Sigma_{k+1}^-1 M_{k+1,k}.
-// Wide blocks (convolutions unrolled) are factorised and solved with on every OpenMP thread.
+// Its factorisations and solves use every OpenMP thread, which pays on wide (unrolled convolution) blocks.
 struct Elimination {
   bool ok = false;      // every factored Sigma_k was (numerically) positive definite
   double logdet = 0.0;  // sum of log det Sigma_k over the factored blocks
