@@ -239,10 +239,10 @@ void Barrier::newton_system(const Point& p, double t, NewtonSystem& s) const {
 // live on very different scales, and unscaled the factorisation loses the step's accuracy. The
 // factorisation is kept for the predictor's tangent, which solves with the same H.
 //
-// Large systems are factorised in single precision, twice as fast, and the solve is then refined to
+// Large systems are factorised in single precision (1.5x faster here) and the solve is then refined to
 // double precision by conjugate gradients preconditioned with that factor (the factorisation was most
 // of a step on GLipSDP's MNIST W64 with 64 weights). Where the single factor fails or the refinement
-// stalls (H too ill-conditioned for it), H is factorised in double precision as before. The step's
+// stalls (H too ill-conditioned for it), H is factorised in double precision. The step's
 // accuracy only affects how the path is followed: the bound is proved afterwards.
 class NewtonSolver {
  public:
