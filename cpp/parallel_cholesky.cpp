@@ -19,8 +19,8 @@ void by_column_panels(Matrix& b, Solve solve) {
     solve(b.middleCols(c0, std::min(kBlock, b.cols() - c0)));
   }
 }
-}  // namespace
 
+// a += alpha u u' on the lower triangle of a, by column panels over the OpenMP threads.
 template <typename Scalar>
 void lower_rank_update(Eigen::Ref<DenseMatrix<Scalar>> a, const Eigen::Ref<const DenseMatrix<Scalar>>& u, Scalar alpha) {
   // Always in a parallel region, even for one panel: Eigen then multiplies serially inside it, where on
@@ -32,6 +32,7 @@ void lower_rank_update(Eigen::Ref<DenseMatrix<Scalar>> a, const Eigen::Ref<const
     a.block(c0, c0, n - c0, cb).noalias() += alpha * u.middleRows(c0, n - c0) * u.middleRows(c0, cb).transpose();
   }
 }
+}  // namespace
 
 template <typename Scalar>
 bool BasicParallelCholesky<Scalar>::factorize() {
@@ -81,7 +82,6 @@ typename BasicParallelCholesky<Scalar>::Matrix BasicParallelCholesky<Scalar>::in
   return a;
 }
 
-template void lower_rank_update<double>(Eigen::Ref<DenseMatrix<double>>, const Eigen::Ref<const DenseMatrix<double>>&, double);
 template class BasicParallelCholesky<double>;
 template class BasicParallelCholesky<float>;
 

@@ -10,10 +10,6 @@ namespace lipcert {
 template <typename Scalar>
 using DenseMatrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
 
-// a += alpha u u' on the lower triangle of a, by column panels over the OpenMP threads.
-template <typename Scalar>
-void lower_rank_update(Eigen::Ref<DenseMatrix<Scalar>> a, const Eigen::Ref<const DenseMatrix<Scalar>>& u, Scalar alpha);
-
 template <typename Scalar>
 class BasicParallelCholesky {
  public:
@@ -22,7 +18,6 @@ class BasicParallelCholesky {
   // The matrix to factorise: fill its lower triangle, then call factorize(). Kept between
   // factorisations of one size, so that no fresh memory is touched.
   Matrix& matrix() { return l_; }
-  const Matrix& matrix() const { return l_; }
   // Overwrites the lower triangle with L (A = L L'). False when a pivot is not positive (A is not
   // numerically positive definite); the solves are then meaningless.
   bool factorize();
