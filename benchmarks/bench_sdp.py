@@ -6,6 +6,9 @@ Suites:
            through cvxpy + Clarabel (the reference optimum).
   mnist    GLipSDP's MNIST MLPs (../shared/data/glipsdp/mnist): bound and time beside GLipSDP's
            published times (MATLAB + MOSEK).
+  mnist-cnn  GLipSDP's MNIST CNNs (28 x 28, too large to unroll: sdp is channel-wise LipSDP) beside
+           autolip, the sampled lower bound and GLipSDP's published bounds and times
+           (results/results_all_CNN_trained.mat).
 
     python benchmarks/bench_sdp.py --suite eclipse --layers 2 5 10 --widths 20 40 --out sdp.md
 """
@@ -117,6 +120,38 @@ def mnist_suite(depths) -> list[dict]:
     return rows
 
 
+# GLipSDP's published CNN results (L_SDP_mat, time_SDP_mat): (channels, conv layers) -> (bound, s).
+GLIPSDP_CNN = {(8, 3): (7.64876, 0.132), (8, 5): (28.4899, 0.302), (8, 9): (274.005, 0.310), (8, 17): (11323.6, 0.888),
+               (16, 3): (8.02681, 1.58), (16, 5): (36.0997, 4.26), (16, 9): (177.640, 4.67), (16, 17): (8080.77, 16.3),
+               (32, 3): (7.85208, 24.4), (32, 5): (38.2056, 124), (32, 9): (261.268, 269), (32, 17): (10573.7, 548)}
+
+
+def mnist_cnn_suite(convs, channels) -> list[dict]:
+    rows = []
+    for ch in channels:
+        for c in convs:
+            net = lc.load(DATA / "glipsdp" / "mnist" / f"cnn_C{c}_CH{ch}.onnx")
+            sdp = lc.lipschitz(net, method="sdp")
+            autolip = lc.lipschitz(net, method="autolip")
+            row = {"convs": c, "channels": ch, "sdp": (sdp.upper, sdp.stats["time_s"], sdp.stats["newton_steps"],
+                                                        sdp.stats["solver_status"], sdp.certified),
+                   "autolip": (autolip.upper, autolip.stats["time_s"]), "lower": autolip.lower,
+                   "glipsdp": GLIPSDP_CNN.get((ch, c))}
+            rows.append(row)
+            print(row, file=sys.stderr, flush=True)
+    return rows
+
+
+def mnist_cnn_markdown(rows) -> str:
+    out = ["| model | sdp (channel-wise) | s | Newton steps | autolip | s | sampled lower | GLipSDP published | s |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        s, a, g = r["sdp"], r["autolip"], r["glipsdp"] or ("–", "–")
+        out.append(f"| C{r['convs']}-CH{r['channels']} | {s[0]:.6g}{'' if s[4] else ' (estimate)'} | {s[1]:.3g} | "
+                   f"{s[2]} | {a[0]:.6g} | {a[1]:.3g} | {r['lower']:.4g} | {g[0]} | {g[1]} |")
+    return "\n".join(out)
+
+
 def eclipse_markdown(rows) -> str:
     out = ["| layers | width | sdp | s | sdp-layer | s | ECLipsE | s | ECLipsE-Fast | s | cvxpy LipSDP | s | sdp / cvxpy - 1 |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -142,17 +177,21 @@ def mnist_markdown(rows) -> str:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", choices=["eclipse", "mnist"], default="eclipse")
+    p.add_argument("--suite", choices=["eclipse", "mnist", "mnist-cnn"], default="eclipse")
     p.add_argument("--layers", type=int, nargs="+", default=[2, 5, 10])
     p.add_argument("--widths", type=int, nargs="+", default=[20, 40])
     p.add_argument("--depths", type=int, nargs="+", default=[2, 4, 8])
+    p.add_argument("--convs", type=int, nargs="+", default=[3, 5, 9, 17])
+    p.add_argument("--channels", type=int, nargs="+", default=[8, 16])
     p.add_argument("--cvxpy-max-neurons", type=int, default=120)
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
     if args.suite == "eclipse":
         table = eclipse_markdown(eclipse_suite(args.layers, args.widths, args.cvxpy_max_neurons))
-    else:
+    elif args.suite == "mnist":
         table = mnist_markdown(mnist_suite(args.depths))
+    else:
+        table = mnist_cnn_markdown(mnist_cnn_suite(args.convs, args.channels))
     print(table)
     if args.out:
         args.out.write_text(table + "\n")

@@ -152,23 +152,71 @@ bool prove_definite(const ProofInputs& in, double rho) {
   return false;
 }
 
-}  // namespace
+// One LMI's pieces for the proof: M assembled at rho = 0, and the rho at which its Schur complement is
+// singular in floating point (an estimate, where the ladder of proofs starts).
+struct LmiAtZero {
+  std::vector<LayerSlopes> slopes;
+  VectorXd lambda;
+  BlockTridiagonal m;
+  double estimate = kInf;  // +inf: lambda is infeasible
+};
 
-double lipsdp_certified_bound(const SlopeRestrictedNetwork& net, const Eigen::Ref<const VectorXd>& multipliers) {
+LmiAtZero lmi_at_zero(const SlopeRestrictedNetwork& net, const Eigen::Ref<const VectorXd>& multipliers) {
   net.validate();
   if (multipliers.size() != net.neurons())
     throw std::invalid_argument("LipSDP certificate: expected " + std::to_string(net.neurons()) + " multipliers, got " +
                                 std::to_string(multipliers.size()));
-  if (!multipliers.allFinite() || (multipliers.array() < 0).any()) return kInf;
-  const VectorXd lambda = multipliers;
-  const std::vector<LayerSlopes> slopes = lipsdp::layer_slopes(net);
-  const BlockTridiagonal m = lipsdp::assemble(net.weights, slopes, lambda, 0.0);
-  const double estimate = schur_estimate(m);
-  if (!std::isfinite(estimate)) return kInf;
-  const ProofInputs in{net, slopes, lambda, m};
-  for (double gap : {1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 1e-1}) {
-    const double rho = std::max(round_up(estimate * (1 + gap)), 1e-280);
+  LmiAtZero z;
+  if (!multipliers.allFinite() || (multipliers.array() < 0).any()) return z;
+  z.lambda = multipliers;
+  z.slopes = lipsdp::layer_slopes(net);
+  z.m = lipsdp::assemble(net.weights, z.slopes, z.lambda, 0.0);
+  z.estimate = schur_estimate(z.m);
+  return z;
+}
+
+// The rho tried, from just above the estimate.
+constexpr double kLadder[] = {1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 1e-1};
+double ladder_rho(double estimate, double gap) { return std::max(round_up(estimate * (1 + gap)), 1e-280); }
+
+}  // namespace
+
+double lipsdp_certified_bound(const SlopeRestrictedNetwork& net, const Eigen::Ref<const VectorXd>& multipliers) {
+  const LmiAtZero z = lmi_at_zero(net, multipliers);
+  if (!std::isfinite(z.estimate)) return kInf;
+  const ProofInputs in{net, z.slopes, z.lambda, z.m};
+  for (double gap : kLadder) {
+    const double rho = ladder_rho(z.estimate, gap);
     if (prove_definite(in, rho)) return sqrt_up(rho);
+  }
+  return kInf;
+}
+
+// Every part is proved at the same rho, from the largest estimate: a part whose own estimate is lower
+// is then proved at a rho that leaves it slack, where its own ladder could need a far higher step
+// (measured on GLipSDP's MNIST CNN C9-CH8: frequencies tight in their hidden blocks proved only at
+// 1.01 times their estimate, 0.8% above the shared rho).
+double lipsdp_certified_bound(const SharedLipSdp& problem, const Eigen::Ref<const VectorXd>& multipliers) {
+  problem.validate();
+  if (multipliers.size() != problem.multipliers)
+    throw std::invalid_argument("LipSDP certificate: expected " + std::to_string(problem.multipliers) +
+                                " multipliers, got " + std::to_string(multipliers.size()));
+  const int n = static_cast<int>(problem.parts.size());
+  std::vector<LmiAtZero> lmis(n);
+  double estimate = 0.0;
+#pragma omp parallel for schedule(dynamic) reduction(max : estimate) if (n > 1)
+  for (int f = 0; f < n; ++f) {
+    lmis[f] = lmi_at_zero(problem.parts[f], problem.neuron_multipliers(f, multipliers));
+    estimate = std::max(estimate, lmis[f].estimate);
+  }
+  if (!std::isfinite(estimate)) return kInf;
+  for (double gap : kLadder) {
+    const double rho = ladder_rho(estimate, gap);
+    bool proved = true;
+#pragma omp parallel for schedule(dynamic) reduction(&& : proved) if (n > 1)
+    for (int f = 0; f < n; ++f)
+      proved = proved && prove_definite(ProofInputs{problem.parts[f], lmis[f].slopes, lmis[f].lambda, lmis[f].m}, rho);
+    if (proved) return sqrt_up(rho);
   }
   return kInf;
 }

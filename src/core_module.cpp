@@ -404,6 +404,44 @@ PYBIND11_MODULE(_core, m) {
      py::arg("tol") = 1e-7, py::arg("max_newton_steps") = 400,
      py::arg("single_precision_newton_from") = LipSdpOptions{}.single_precision_newton_from,
      "LipSDP-Neuron (or -Layer) by the block-tridiagonal barrier method, with its certified bound.");
+  m.def("lipsdp_channelwise_solve", [](const Network& net, double tol, int max_newton_steps,
+                                       int single_precision_newton_from) {
+    LipSdpOptions options;
+    options.tol = tol;
+    options.max_newton_steps = max_newton_steps;
+    options.single_precision_newton_from = single_precision_newton_from;
+    LipSdpResult r;
+    size_t frequencies = 0;
+    {
+      py::gil_scoped_release release;
+      const SharedLipSdp problem = channelwise_lipsdp(net);
+      frequencies = problem.parts.size();
+      r = solve_lipsdp(problem, options);
+    }
+    py::dict d;
+    d["multipliers"] = r.multipliers;
+    d["rho"] = r.rho;
+    d["certified_upper"] = r.certified_upper;
+    d["newton_steps"] = r.newton_steps;
+    d["relative_gap"] = r.relative_gap;
+    d["status"] = r.status;
+    d["frequencies"] = frequencies;
+    return d;
+  }, py::arg("net"), py::arg("tol") = 1e-7, py::arg("max_newton_steps") = 400,
+     py::arg("single_precision_newton_from") = LipSdpOptions{}.single_precision_newton_from,
+     "Channel-wise LipSDP of a convolutional network, one LMI per spatial frequency, with its certified bound.");
+  m.def("lipsdp_channelwise_certified_bound", [](const Network& net, const Eigen::VectorXd& multipliers) {
+    py::gil_scoped_release release;
+    return lipsdp_certified_bound(channelwise_lipsdp(net), multipliers);
+  }, py::arg("net"), py::arg("multipliers"),
+     "Certified l2 bound proved from channel-wise LipSDP multipliers (+inf when they prove nothing).");
+  m.def("channelwise_lipsdp", [](const Network& net) {
+    const SharedLipSdp problem = channelwise_lipsdp(net);
+    py::list parts;
+    for (const SlopeRestrictedNetwork& s : problem.parts)
+      parts.append(py::make_tuple(s.weights, s.alpha, s.beta, s.weight_error));
+    return py::make_tuple(parts, problem.groups, problem.multipliers);
+  }, py::arg("net"), "The per-frequency LMIs of channel-wise LipSDP: ([(weights, alpha, beta, weight_error)], groups, n).");
   m.def("slope_restricted_network", [](const Network& net) {
     const SlopeRestrictedNetwork s = slope_restricted_network(net);
     return py::make_tuple(s.weights, s.alpha, s.beta, s.weight_error);

@@ -161,5 +161,6 @@ def verify_certificate(net: Network, bound: Bound) -> bool:
     if stats.get("output") is not None:
         net = net.with_output(stats["output"])
     p_in, p_out = bound.norm
-    proved = certified_bound_from_multipliers(net, stats["multipliers"], p_in, p_out)
+    proved = certified_bound_from_multipliers(net, stats["multipliers"], p_in, p_out,
+                                              stats.get("formulation", "neuron"))
     return bool(bound.certified and proved <= bound.upper)

@@ -45,10 +45,36 @@ SlopeRestrictedNetwork slope_restricted_network(const Network& net);
 
 enum class MultiplierKind { PerNeuron, PerLayer };  ///< LipSDP-Neuron, LipSDP-Layer
 
+/// LMIs M_f(rho, lambda) that share rho and one set of multipliers: neuron i of part f takes
+/// multiplier groups[f][i]. Each part is a SlopeRestrictedNetwork's LMI; all have the same number of
+/// hidden layers, a group's neurons lie in one hidden layer, and part 0 holds every group. One
+/// network's LipSDP is the case of one part (groups: each neuron, or each layer); a convolutional
+/// network's channel-wise LipSDP is the case of one part per spatial frequency (channelwise_lipsdp).
+struct SharedLipSdp {
+  std::vector<SlopeRestrictedNetwork> parts;
+  std::vector<std::vector<int>> groups;
+  int multipliers = 0;  ///< number of groups
+
+  /// Part f's per-neuron multipliers from the shared ones.
+  Eigen::VectorXd neuron_multipliers(int part, const Eigen::Ref<const Eigen::VectorXd>& shared) const;
+  /// Throws std::invalid_argument on an inconsistent problem.
+  void validate() const;
+};
+
+/// LipSDP with one multiplier per channel for a network of stride-1 convolutions, each followed by an
+/// activation, then a global average pool and a dense head (Dense and activation layers), on l2.
+/// Zero padding is a 0/1 mask that commutes with the activations, so it is taken into them (their
+/// slopes widened to include 0) and every convolution becomes circular on a torus large enough that
+/// nothing wraps; with multipliers constant over positions, the 2-D DFT then splits the LMI into one
+/// small LMI per frequency (pairs of conjugate frequencies share one, in real form: [Re, -Im; Im, Re]),
+/// and the global pool only reaches frequency 0. The frequencies' rounding is carried in weight_error,
+/// so lipsdp_certified_bound's proof covers it. Throws UnsupportedLayerError for other networks.
+SharedLipSdp channelwise_lipsdp(const Network& net);
+
 struct LipSdpOptions {
   MultiplierKind multipliers = MultiplierKind::PerNeuron;
   double tol = 1e-7;           ///< stop when the barrier's optimality gap is below tol * rho
-  int max_newton_steps = 400;
+  int max_newton_steps = 400;  ///< per path (a shared problem follows one per round of its active set)
   /// Newton systems with at least this many unknowns are factorised in single precision and their
   /// solves refined to double precision (falling back to a double factorisation where that fails).
   int single_precision_newton_from = 768;
@@ -61,7 +87,9 @@ struct LipSdpResult {
   double certified_upper = std::numeric_limits<double>::infinity();
   int newton_steps = 0;
   double relative_gap = 0.0;    ///< bound on (rho - optimum) / rho at exit
-  std::string status;           ///< "optimal", "max_steps" or "stalled"
+  /// "optimal", "max_steps", "stalled", or "max_rounds" (a shared problem whose LMIs the active set
+  /// never all held)
+  std::string status;
 };
 
 /// Minimises rho over (rho, lambda) by a log-barrier Newton method. The Newton system is over the
@@ -70,11 +98,18 @@ struct LipSdpResult {
 /// (an equivalent problem), and the result is proved on the original weights.
 LipSdpResult solve_lipsdp(const SlopeRestrictedNetwork& net, const LipSdpOptions& options = {});
 
+/// The same for a shared problem (its options.multipliers is not used: the groups say which
+/// multipliers there are); `multipliers` of the result holds one entry per group.
+LipSdpResult solve_lipsdp(const SharedLipSdp& problem, const LipSdpOptions& options = {});
+
 /// Certified l2 Lipschitz bound from multipliers lambda >= 0: the smallest rho on a ladder just above
 /// its floating-point estimate for which M(rho, lambda) is proved positive semidefinite — a Cholesky
 /// factorisation of the power-of-two-scaled, shifted matrix whose shift covers the rounding errors of
 /// forming M and of the factorisation — returned as sqrt(rho) rounded up. +inf when lambda is
 /// infeasible (negative, non-finite, or no proof succeeds).
 double lipsdp_certified_bound(const SlopeRestrictedNetwork& net, const Eigen::Ref<const Eigen::VectorXd>& multipliers);
+/// The same for a shared problem, one multiplier per group: the smallest rho on one ladder, from the
+/// largest of the parts' estimates, at which every part's M is proved positive semidefinite.
+double lipsdp_certified_bound(const SharedLipSdp& problem, const Eigen::Ref<const Eigen::VectorXd>& multipliers);
 
 }  // namespace lipcert

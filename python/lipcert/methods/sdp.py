@@ -12,17 +12,32 @@ import math
 import numpy as np
 
 from .. import _core
+from ..errors import UnsupportedLayerError
 from ..network import Network
 from .slope_restricted import l2_to_norm, slope_restricted_problem, splits_at_activations
 
-FORMULATIONS = ("neuron", "layer")
+FORMULATIONS = ("neuron", "layer", "channel")
 CROSS_CHECK_DEPTH = 5  # from this many hidden layers, sdp also solves LipSDP-Layer and keeps the better
 
 
 def sdp_bound(net: Network, p_in: float, p_out: float, formulation: str = "neuron", tol: float = 1e-7):
-    """(upper, certified, stats). Upper is proved from the multipliers in stats["multipliers"]."""
+    """(upper, certified, stats). Upper is proved from the multipliers in stats["multipliers"].
+
+    formulation "channel" (one multiplier per channel, the convolutions split by frequency) is also
+    what "neuron" and "layer" fall back to for convolutional networks too large to unroll."""
     if formulation not in FORMULATIONS:
         raise ValueError(f"formulation must be one of {FORMULATIONS}")
+    if formulation == "channel":
+        return channelwise_sdp_bound(net, p_in, p_out, tol)
+    if not splits_at_activations(net):
+        try:
+            return channelwise_sdp_bound(net, p_in, p_out, tol)
+        except UnsupportedLayerError as channelwise:
+            try:
+                slope_restricted_problem(net)
+            except UnsupportedLayerError as unrolled:
+                raise UnsupportedLayerError(f"{unrolled}; {channelwise}") from None
+            raise
     problem = slope_restricted_problem(net)
     stats = {"formulation": formulation, "neurons": problem.neurons}
     if not problem.alpha:  # a linear network: the norm of its one matrix
@@ -49,10 +64,35 @@ def sdp_bound(net: Network, p_in: float, p_out: float, formulation: str = "neuro
     return l2_to_norm(l2, net, p_in, p_out, stats), certified, stats
 
 
-def certified_bound_from_multipliers(net: Network, multipliers, p_in: float, p_out: float) -> float:
-    """The bound the core proves from given multipliers (+inf if they prove nothing)."""
-    problem = slope_restricted_problem(net)
+def channelwise_sdp_bound(net: Network, p_in: float, p_out: float, tol: float = 1e-7):
+    """(upper, certified, stats) of channel-wise LipSDP (lipcert::channelwise_lipsdp): convolutions
+    circular on a torus, their zero padding taken into the activations, one LMI per frequency."""
+    try:
+        result = _core.lipsdp_channelwise_solve(net._core, tol=tol)
+    except _core.CoreUnsupportedLayerError as e:
+        raise UnsupportedLayerError(str(e)) from None
+    l2 = result["certified_upper"]
+    certified = math.isfinite(l2)
+    if not certified:  # the proof failed: report the solver's value as an estimate
+        l2 = math.sqrt(max(result["rho"], 0.0))
+    stats = {"formulation": "channel", "frequencies": result["frequencies"], "l2_bound": l2, "rho": result["rho"],
+             "newton_steps": result["newton_steps"], "relative_gap": result["relative_gap"],
+             "solver_status": result["status"], "multipliers": np.asarray(result["multipliers"]).tolist()}
+    return l2_to_norm(l2, net, p_in, p_out, stats), certified, stats
+
+
+def certified_bound_from_multipliers(net: Network, multipliers, p_in: float, p_out: float,
+                                     formulation: str = "neuron") -> float:
+    """The bound the core proves from given multipliers (+inf if they prove nothing); "channel"
+    multipliers are one per channel (channelwise_sdp_bound's), the others one per neuron."""
     lam = np.asarray(multipliers, dtype=np.float64).ravel()
+    if formulation == "channel":
+        try:
+            l2 = _core.lipsdp_channelwise_certified_bound(net._core, lam)
+        except (_core.CoreUnsupportedLayerError, ValueError):
+            return math.inf
+        return l2_to_norm(l2, net, p_in, p_out, {}) if math.isfinite(l2) else math.inf
+    problem = slope_restricted_problem(net)
     if lam.size != problem.neurons:
         return math.inf
     if not problem.alpha:  # no multipliers: the certificate is the proof of the one matrix's norm
