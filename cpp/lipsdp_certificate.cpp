@@ -203,20 +203,17 @@ double lipsdp_certified_bound(const SharedLipSdp& problem, const Eigen::Ref<cons
                                 " multipliers, got " + std::to_string(multipliers.size()));
   const int n = static_cast<int>(problem.parts.size());
   std::vector<LmiAtZero> lmis(n);
+  lipsdp::for_each_index(n, n > 1, [&](int f) { lmis[f] = lmi_at_zero(problem.parts[f], problem.neuron_multipliers(f, multipliers)); });
   double estimate = 0.0;
-#pragma omp parallel for schedule(dynamic) reduction(max : estimate) if (n > 1)
-  for (int f = 0; f < n; ++f) {
-    lmis[f] = lmi_at_zero(problem.parts[f], problem.neuron_multipliers(f, multipliers));
-    estimate = std::max(estimate, lmis[f].estimate);
-  }
+  for (const LmiAtZero& z : lmis) estimate = std::max(estimate, z.estimate);
   if (!std::isfinite(estimate)) return kInf;
   for (double gap : kLadder) {
     const double rho = ladder_rho(estimate, gap);
-    bool proved = true;
-#pragma omp parallel for schedule(dynamic) reduction(&& : proved) if (n > 1)
-    for (int f = 0; f < n; ++f)
-      proved = proved && prove_definite(ProofInputs{problem.parts[f], lmis[f].slopes, lmis[f].lambda, lmis[f].m}, rho);
-    if (proved) return sqrt_up(rho);
+    std::vector<char> proved(n, 0);
+    lipsdp::for_each_index(n, n > 1, [&](int f) {
+      proved[f] = prove_definite(ProofInputs{problem.parts[f], lmis[f].slopes, lmis[f].lambda, lmis[f].m}, rho);
+    });
+    if (std::find(proved.begin(), proved.end(), 0) == proved.end()) return sqrt_up(rho);
   }
   return kInf;
 }

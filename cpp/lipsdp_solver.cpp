@@ -132,19 +132,16 @@ class Barrier {
   // The barrier value at y with parameter t, or +inf outside the feasible set.
   double value(const VectorXd& y, double t) const {
     if (!(y.tail(groups_).array() > 0).all()) return kInf;
-    const int n = static_cast<int>(parts_.size());
-    double logdet = 0.0;
-    bool ok = true;
-#pragma omp parallel for schedule(dynamic) reduction(+ : logdet) reduction(&& : ok) if (by_part(parts_.size()))
-    for (int f = 0; f < n; ++f) {
-      if (!ok) continue;
+    std::vector<double> logdet(parts_.size(), 0.0);
+    lipsdp::for_each_index(static_cast<int>(parts_.size()), by_part(parts_.size()), [&](int f) {
       const Reduced& r = parts_[f];
       const Elimination e = eliminate(lipsdp::assemble(r.w, r.slopes, neuron_multipliers(r, y), y(0)), EliminationOutput::LogDet);
-      ok = ok && e.ok;
-      logdet += e.logdet;
-    }
-    if (!ok) return kInf;
-    return t * y(0) - logdet - y.tail(groups_).array().log().sum();
+      logdet[f] = e.ok ? e.logdet : kInf;
+    });
+    double sum = 0.0;
+    for (double v : logdet) sum += v;
+    if (!std::isfinite(sum)) return kInf;
+    return t * y(0) - sum - y.tail(groups_).array().log().sum();
   }
 
   // The Newton system at (y, t), written into s (whose buffers are reused).
@@ -292,16 +289,14 @@ void Barrier::add_part(const Reduced& r, const VectorXd& y, NewtonSystem& s, Wor
 
 VectorXd Barrier::input_schur_shifts(const VectorXd& y) const {
   std::vector<VectorXd> shifts(parts_.size());
-  const int n = static_cast<int>(parts_.size());
-#pragma omp parallel for schedule(dynamic) if (by_part(parts_.size()))
-  for (int f = 0; f < n; ++f) {
+  lipsdp::for_each_index(static_cast<int>(parts_.size()), by_part(parts_.size()), [&](int f) {
     const Reduced& r = parts_[f];
     const Elimination e = eliminate(lipsdp::assemble(r.w, r.slopes, neuron_multipliers(r, y), y(0)), EliminationOutput::InputSchur);
-    if (e.input_schur.size() == 0 || !e.input_schur.allFinite()) continue;
+    if (e.input_schur.size() == 0 || !e.input_schur.allFinite()) return;
     MatrixXd c = e.input_schur;
     c.diagonal().array() -= y(0);
     shifts[f] = Eigen::SelfAdjointEigenSolver<MatrixXd>(c, Eigen::EigenvaluesOnly).eigenvalues();
-  }
+  });
   Eigen::Index total = 0;
   for (const VectorXd& v : shifts) {
     if (v.size() == 0) return VectorXd();
@@ -598,8 +593,7 @@ std::vector<char> first_violated(const std::vector<Reduced>& parts, const std::v
   auto violated_at = [&](double s) {
     const VectorXd y = start + s * (end - start);
     std::vector<char> out(parts.size(), 0);
-#pragma omp parallel for schedule(dynamic) if (by_part(parts.size()))
-    for (int f = 0; f < n; ++f) out[f] = !active[f] && !feasible_with_margin(parts[f], y);
+    lipsdp::for_each_index(n, by_part(parts.size()), [&](int f) { out[f] = !active[f] && !feasible_with_margin(parts[f], y); });
     return out;
   };
   auto none = [](const std::vector<char>& v) { return std::find(v.begin(), v.end(), 1) == v.end(); };

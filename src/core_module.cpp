@@ -52,6 +52,25 @@ std::vector<Subdomain> make_subdomains(const Eigen::MatrixXd& lowers, const Eige
   return subdomains;
 }
 
+LipSdpOptions lipsdp_options(double tol, int max_newton_steps, int single_precision_newton_from) {
+  LipSdpOptions options;
+  options.tol = tol;
+  options.max_newton_steps = max_newton_steps;
+  options.single_precision_newton_from = single_precision_newton_from;
+  return options;
+}
+
+py::dict lipsdp_result_dict(const LipSdpResult& r) {
+  py::dict d;
+  d["multipliers"] = r.multipliers;
+  d["rho"] = r.rho;
+  d["certified_upper"] = r.certified_upper;
+  d["newton_steps"] = r.newton_steps;
+  d["relative_gap"] = r.relative_gap;
+  d["status"] = r.status;
+  return d;
+}
+
 BabOptions bab_options(double tol, double time_limit, long max_nodes, int batch, double progress_interval) {
   // The HiGHS instances of the calling Python thread, kept between its searches: lipschitz() on a
   // small net is a search of a millisecond, of which making them would be ~15%.
@@ -382,49 +401,29 @@ PYBIND11_MODULE(_core, m) {
                            std::vector<double> weight_error, bool per_layer, double tol, int max_newton_steps,
                            int single_precision_newton_from) {
     const SlopeRestrictedNetwork net{std::move(weights), std::move(alpha), std::move(beta), std::move(weight_error)};
-    LipSdpOptions options;
+    LipSdpOptions options = lipsdp_options(tol, max_newton_steps, single_precision_newton_from);
     options.multipliers = per_layer ? MultiplierKind::PerLayer : MultiplierKind::PerNeuron;
-    options.tol = tol;
-    options.max_newton_steps = max_newton_steps;
-    options.single_precision_newton_from = single_precision_newton_from;
     LipSdpResult r;
     {
       py::gil_scoped_release release;
       r = solve_lipsdp(net, options);
     }
-    py::dict d;
-    d["multipliers"] = r.multipliers;
-    d["rho"] = r.rho;
-    d["certified_upper"] = r.certified_upper;
-    d["newton_steps"] = r.newton_steps;
-    d["relative_gap"] = r.relative_gap;
-    d["status"] = r.status;
-    return d;
+    return lipsdp_result_dict(r);
   }, py::arg("weights"), py::arg("alpha"), py::arg("beta"), py::arg("weight_error"), py::arg("per_layer") = false,
      py::arg("tol") = 1e-7, py::arg("max_newton_steps") = 400,
      py::arg("single_precision_newton_from") = LipSdpOptions{}.single_precision_newton_from,
      "LipSDP-Neuron (or -Layer) by the block-tridiagonal barrier method, with its certified bound.");
   m.def("lipsdp_channelwise_solve", [](const Network& net, double tol, int max_newton_steps,
                                        int single_precision_newton_from) {
-    LipSdpOptions options;
-    options.tol = tol;
-    options.max_newton_steps = max_newton_steps;
-    options.single_precision_newton_from = single_precision_newton_from;
     LipSdpResult r;
     size_t frequencies = 0;
     {
       py::gil_scoped_release release;
       const SharedLipSdp problem = channelwise_lipsdp(net);
       frequencies = problem.parts.size();
-      r = solve_lipsdp(problem, options);
+      r = solve_lipsdp(problem, lipsdp_options(tol, max_newton_steps, single_precision_newton_from));
     }
-    py::dict d;
-    d["multipliers"] = r.multipliers;
-    d["rho"] = r.rho;
-    d["certified_upper"] = r.certified_upper;
-    d["newton_steps"] = r.newton_steps;
-    d["relative_gap"] = r.relative_gap;
-    d["status"] = r.status;
+    py::dict d = lipsdp_result_dict(r);
     d["frequencies"] = frequencies;
     return d;
   }, py::arg("net"), py::arg("tol") = 1e-7, py::arg("max_newton_steps") = 400,
