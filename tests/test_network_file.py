@@ -167,6 +167,21 @@ def test_lipcert_bench_global_bounds_agree_with_the_python_api(tmp_path, method,
     assert result["upper"] == pytest.approx(reference.upper, rel=1e-12)
 
 
+def test_lipcert_bench_sdp_takes_a_convolutional_network_too_large_to_unroll_channel_wise(tmp_path):
+    rng = np.random.default_rng(7)
+    net = lc.Network([lc.Conv2d(rng.normal(size=(8, 1, 3, 3)) * 0.5, padding=1), lc.ReLU(),
+                      lc.Conv2d(rng.normal(size=(8, 8, 3, 3)) * 0.2, padding=1), lc.ReLU(), lc.AvgPool2d((24, 24)),
+                      lc.Flatten(), lc.Dense(rng.normal(size=(3, 8)))], input_shape=(1, 24, 24))
+    net.save(tmp_path / "net.npz")
+    done = subprocess.run([bench_binary(), str(tmp_path / "net.npz"), "--method", "sdp"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["formulation"] == "channel" and result["certified"]
+    reference = lc.lipschitz(net, method="sdp")
+    assert reference.stats["formulation"] == "channel"
+    assert result["upper"] == pytest.approx(reference.upper, rel=1e-12)
+
+
 @pytest.mark.parametrize("args,message", [
     (["missing.npz", "--radius", "0.1"], "cannot open"),
     (["{net}", "--method", "lipsdp"], "--method"),
