@@ -157,6 +157,15 @@ MatrixXd real_form(const ComplexBlock& c) {
 
 }  // namespace
 
+bool channelwise_lipsdp_applies(const Network& net) {
+  try {
+    split(net);
+    return true;
+  } catch (const UnsupportedLayerError&) {
+    return false;
+  }
+}
+
 SharedLipSdp channelwise_lipsdp(const Network& net) {
   const ConvolutionalSplit s = split(net);
   int nh = 0, nw = 0;

@@ -434,6 +434,8 @@ PYBIND11_MODULE(_core, m) {
     return lipsdp_certified_bound(channelwise_lipsdp(net), multipliers);
   }, py::arg("net"), py::arg("multipliers"),
      "Certified l2 bound proved from channel-wise LipSDP multipliers (+inf when they prove nothing).");
+  m.def("channelwise_lipsdp_applies", &channelwise_lipsdp_applies, py::arg("net"),
+        "Whether channel-wise LipSDP takes the network (stride-1 convolutions with activations, a global pool, a head).");
   m.def("channelwise_lipsdp", [](const Network& net) {
     const SharedLipSdp problem = channelwise_lipsdp(net);
     py::list parts;

@@ -178,6 +178,14 @@ def test_sdp_falls_back_to_channelwise_and_its_certificate_verifies():
     assert not lipcert.verify_certificate(net, b)
 
 
+def test_auto_takes_channelwise_sdp_where_its_estimate_fits():
+    net = wide_cnn()
+    b = lipcert.lipschitz(net, method="auto")
+    assert "sdp" in b.stats["candidates"] and b.upper <= b.stats["candidates"]["sdp"]
+    assert b.upper < lipcert.lipschitz(net, method="autolip").upper
+    assert "sdp" not in lipcert.lipschitz(net, method="auto", time_limit=1e-3).stats["candidates"]
+
+
 @pytest.mark.parametrize("build, message", [
     (lambda rng: lipcert.Network([Conv2d(rng.normal(size=(2, 1, 3, 3)), stride=2), ReLU(), AvgPool2d((3, 3)),
                                   Flatten(), Dense(rng.normal(size=(2, 2)))], (1, 7, 7)), "stride"),

@@ -70,6 +70,8 @@ struct SharedLipSdp {
 /// and the global pool only reaches frequency 0. The frequencies' rounding is carried in weight_error,
 /// so lipsdp_certified_bound's proof covers it. Throws UnsupportedLayerError for other networks.
 SharedLipSdp channelwise_lipsdp(const Network& net);
+/// Whether channelwise_lipsdp takes the network (its layers' kinds and order), without building it.
+bool channelwise_lipsdp_applies(const Network& net);
 
 struct LipSdpOptions {
   MultiplierKind multipliers = MultiplierKind::PerNeuron;
