@@ -51,6 +51,12 @@ std::vector<int> multiplier_offsets(const std::vector<Eigen::MatrixXd>& weights)
   return offsets;
 }
 
+Eigen::VectorXd group_values(const std::vector<int>& group, const Eigen::Ref<const Eigen::VectorXd>& shared) {
+  Eigen::VectorXd values(group.size());
+  for (size_t i = 0; i < group.size(); ++i) values(i) = shared(group[i]);
+  return values;
+}
+
 BlockTridiagonal assemble(const std::vector<Eigen::MatrixXd>& w, const std::vector<LayerSlopes>& slopes,
                           const Eigen::VectorXd& lambda, double rho) {
   const int l = static_cast<int>(w.size()) - 1;

@@ -21,6 +21,9 @@ struct BlockTridiagonal {
   std::vector<Eigen::MatrixXd> sub;   // sub[k] = M_{k,k-1}, k = 1..l (sub[0] is empty)
 };
 
+// Each neuron's multiplier from shared ones: shared(group[i]) (SharedLipSdp's groups of one part).
+Eigen::VectorXd group_values(const std::vector<int>& group, const Eigen::Ref<const Eigen::VectorXd>& shared);
+
 // M(rho, lambda) for the given weights; the solver passes its reduced ones.
 BlockTridiagonal assemble(const std::vector<Eigen::MatrixXd>& weights, const std::vector<LayerSlopes>& slopes,
                           const Eigen::VectorXd& lambda, double rho);

@@ -101,8 +101,14 @@ void inverse(const Reduced& r, const Elimination& e, MatrixXd& x) {
   x.triangularView<Eigen::StrictlyUpper>() = x.transpose();
 }
 
-// The barrier's variables: y = (rho, one multiplier per group).
-// The barrier's Newton system in y: gradient and Hessian of t rho - sum log det M - log barrier.
+// LMI r's M at y = (rho, one multiplier per group).
+lipsdp::BlockTridiagonal lmi_at(const Reduced& r, const VectorXd& y) {
+  const auto shared = y.tail(y.size() - 1);
+  return lipsdp::assemble(r.w, r.slopes, r.identity_groups ? VectorXd(shared) : lipsdp::group_values(r.group, shared), y(0));
+}
+
+// The barrier's Newton system in y = (rho, one multiplier per group): gradient and Hessian of
+// t rho - sum log det M - log barrier.
 struct NewtonSystem {
   VectorXd gradient;
   MatrixXd hessian;
@@ -135,7 +141,7 @@ class Barrier {
     std::vector<double> logdet(parts_.size(), 0.0);
     lipsdp::for_each_index(static_cast<int>(parts_.size()), by_part(parts_.size()), [&](int f) {
       const Reduced& r = parts_[f];
-      const Elimination e = eliminate(lipsdp::assemble(r.w, r.slopes, neuron_multipliers(r, y), y(0)), EliminationOutput::LogDet);
+      const Elimination e = eliminate(lmi_at(r, y), EliminationOutput::LogDet);
       logdet[f] = e.ok ? e.logdet : kInf;
     });
     double sum = 0.0;
@@ -147,13 +153,6 @@ class Barrier {
   // The Newton system at (y, t), written into s (whose buffers are reused).
   void newton_system(const VectorXd& y, double t, NewtonSystem& s) const;
 
-  // Each neuron's multiplier in LMI r.
-  static VectorXd neuron_multipliers(const Reduced& r, const VectorXd& y) {
-    if (r.identity_groups) return y.tail(r.n_multipliers);
-    VectorXd lambda(r.n_multipliers);
-    for (int i = 0; i < r.n_multipliers; ++i) lambda(i) = y(1 + r.group[i]);
-    return lambda;
-  }
   // Barrier_minimising_rho's input: the eigenvalues of Sigma_0 - rho I of every LMI.
   VectorXd input_schur_shifts(const VectorXd& y) const;
 
@@ -208,7 +207,7 @@ void Barrier::newton_system(const VectorXd& y, double t, NewtonSystem& s) const 
 // lower triangle of s.hessian is added to.
 void Barrier::add_part(const Reduced& r, const VectorXd& y, NewtonSystem& s, Workspace& ws) const {
   const int l = r.l, big_n = r.n_multipliers, n0 = r.block_size(0);
-  const Elimination e = eliminate(lipsdp::assemble(r.w, r.slopes, neuron_multipliers(r, y), y(0)), EliminationOutput::InverseMaps);
+  const Elimination e = eliminate(lmi_at(r, y), EliminationOutput::InverseMaps);
   if (!e.ok) throw std::runtime_error("LipSDP: Newton system requested at an infeasible point");
   MatrixXd& x = ws.x;
   inverse(r, e, x);
@@ -291,7 +290,7 @@ VectorXd Barrier::input_schur_shifts(const VectorXd& y) const {
   std::vector<VectorXd> shifts(parts_.size());
   lipsdp::for_each_index(static_cast<int>(parts_.size()), by_part(parts_.size()), [&](int f) {
     const Reduced& r = parts_[f];
-    const Elimination e = eliminate(lipsdp::assemble(r.w, r.slopes, neuron_multipliers(r, y), y(0)), EliminationOutput::InputSchur);
+    const Elimination e = eliminate(lmi_at(r, y), EliminationOutput::InputSchur);
     if (e.input_schur.size() == 0 || !e.input_schur.allFinite()) return;
     MatrixXd c = e.input_schur;
     c.diagonal().array() -= y(0);
@@ -579,7 +578,7 @@ constexpr double kSlack = 1e-6;
 constexpr int kMaxRounds = 50;
 bool feasible_with_margin(const Reduced& r, const VectorXd& y) {
   if (!(y.tail(y.size() - 1).array() > 0).all()) return false;
-  lipsdp::BlockTridiagonal m = lipsdp::assemble(r.w, r.slopes, Barrier::neuron_multipliers(r, y), y(0));
+  lipsdp::BlockTridiagonal m = lmi_at(r, y);
   for (MatrixXd& block : m.diag) block.diagonal() *= 1 - kSlack;
   return eliminate(m, EliminationOutput::LogDet).ok;
 }
@@ -630,9 +629,7 @@ SharedLipSdp single_lmi(const SlopeRestrictedNetwork& net, MultiplierKind kind) 
 }  // namespace
 
 VectorXd SharedLipSdp::neuron_multipliers(int part, const Eigen::Ref<const VectorXd>& shared) const {
-  VectorXd lambda(groups[part].size());
-  for (size_t i = 0; i < groups[part].size(); ++i) lambda(i) = shared(groups[part][i]);
-  return lambda;
+  return lipsdp::group_values(groups[part], shared);
 }
 
 void SharedLipSdp::validate() const {

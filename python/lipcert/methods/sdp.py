@@ -55,9 +55,15 @@ def sdp_bound(net: Network, p_in: float, p_out: float, formulation: str = "neuro
         stats["neuron_solve"] = {"status": result["status"], "certified_upper": result["certified_upper"]}
         if layer["certified_upper"] < result["certified_upper"]:
             result = layer
+    return solved_bound(result, net, p_in, p_out, stats)
+
+
+def solved_bound(result: dict, net: Network, p_in: float, p_out: float, stats: dict):
+    """(upper, certified, stats) from a core LipSDP solve: its proved l2 bound, or the solver's value as
+    an estimate where the proof failed; the solve's figures and multipliers go into stats."""
     l2 = result["certified_upper"]
     certified = math.isfinite(l2)
-    if not certified:  # the proof failed: report the solver's value as an estimate
+    if not certified:
         l2 = math.sqrt(max(result["rho"], 0.0))
     stats.update(l2_bound=l2, rho=result["rho"], newton_steps=result["newton_steps"],
                  relative_gap=result["relative_gap"], solver_status=result["status"],
@@ -72,14 +78,7 @@ def channelwise_sdp_bound(net: Network, p_in: float, p_out: float, tol: float = 
         result = _core.lipsdp_channelwise_solve(net._core, tol=tol)
     except _core.CoreUnsupportedLayerError as e:
         raise UnsupportedLayerError(str(e)) from None
-    l2 = result["certified_upper"]
-    certified = math.isfinite(l2)
-    if not certified:  # the proof failed: report the solver's value as an estimate
-        l2 = math.sqrt(max(result["rho"], 0.0))
-    stats = {"formulation": "channel", "frequencies": result["frequencies"], "l2_bound": l2, "rho": result["rho"],
-             "newton_steps": result["newton_steps"], "relative_gap": result["relative_gap"],
-             "solver_status": result["status"], "multipliers": np.asarray(result["multipliers"]).tolist()}
-    return l2_to_norm(l2, net, p_in, p_out, stats), certified, stats
+    return solved_bound(result, net, p_in, p_out, {"formulation": "channel", "frequencies": result["frequencies"]})
 
 
 def certified_bound_from_multipliers(net: Network, multipliers, p_in: float, p_out: float,
