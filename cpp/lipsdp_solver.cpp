@@ -108,7 +108,7 @@ lipsdp::BlockTridiagonal lmi_at(const Reduced& r, const VectorXd& y) {
 }
 
 // The barrier's Newton system in y = (rho, one multiplier per group): gradient and Hessian of
-// t rho - sum log det M - log barrier.
+// t rho - sum log det M - log barrier. Only the Hessian's lower triangle is formed (and read).
 struct NewtonSystem {
   VectorXd gradient;
   MatrixXd hessian;
@@ -182,7 +182,10 @@ class Barrier {
 void Barrier::newton_system(const VectorXd& y, double t, NewtonSystem& s) const {
   s.gradient.setZero(variables_);
   s.hessian.resize(variables_, variables_);
-  s.hessian.setZero();
+  // One LMI with a multiplier per neuron writes (not adds) every lambda entry of the lower triangle,
+  // so only rho's column needs zeroing: zeroing all of it cost 2% of a step on GLipSDP's MNIST W64.
+  if (parts_.size() == 1 && parts_[0].identity_groups) s.hessian.col(0).setZero();
+  else s.hessian.setZero();
   const int n = static_cast<int>(parts_.size());
   if (!by_part(parts_.size())) {
     ws_.resize(1);
@@ -209,7 +212,6 @@ void Barrier::newton_system(const VectorXd& y, double t, NewtonSystem& s) const 
   const auto lambda = y.tail(groups_);
   s.gradient.tail(groups_) -= lambda.cwiseInverse();
   s.hessian.diagonal().tail(groups_) += lambda.cwiseInverse().cwiseAbs2();
-  s.hessian.triangularView<Eigen::StrictlyUpper>() = s.hessian.transpose();
 }
 
 // With A_i = G_i S_k G_i', G_i = [e_i, w_i] (w_i = row i of W_{k-1}, placed in block k-1) and
