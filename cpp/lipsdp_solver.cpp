@@ -125,6 +125,35 @@ struct Workspace {
 // LMIs (a convolution's frequencies) gain, one or a few wide ones parallelise inside.
 bool by_part(size_t parts) { return parts >= 4; }
 
+// The parts' vectors end to end; empty if any part's is (its LMI failed).
+VectorXd concatenated(const std::vector<VectorXd>& parts) {
+  Eigen::Index total = 0;
+  for (const VectorXd& v : parts) {
+    if (v.size() == 0) return VectorXd();
+    total += v.size();
+  }
+  VectorXd all(total);
+  total = 0;
+  for (const VectorXd& v : parts) {
+    all.segment(total, v.size()) = v;
+    total += v.size();
+  }
+  return all;
+}
+
+// floor + g for the root g > 0 of slope(g), a function rising in g (the derivative of a convex 1-D
+// barrier above its pole at floor), found by doubling from `start` and bisection.
+template <class Slope>
+double root_above(double floor, double start, Slope slope) {
+  double lo = 0.0, hi = std::max(start - floor, std::numeric_limits<double>::min());
+  for (int i = 0; i < 2100 && slope(hi) < 0; ++i) hi *= 2;
+  for (int i = 0; i < 200 && hi - lo > 1e-15 * hi; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    (slope(mid) < 0 ? lo : hi) = mid;
+  }
+  return floor + hi;
+}
+
 struct ScaledPoint {
   double scale = 1.0;
   double value = kInf;
@@ -309,18 +338,7 @@ VectorXd Barrier::input_schur_shifts(const VectorXd& y) const {
     c.diagonal().array() -= y(0);
     shifts[f] = Eigen::SelfAdjointEigenSolver<MatrixXd>(c, Eigen::EigenvaluesOnly).eigenvalues();
   });
-  Eigen::Index total = 0;
-  for (const VectorXd& v : shifts) {
-    if (v.size() == 0) return VectorXd();
-    total += v.size();
-  }
-  VectorXd all(total);
-  total = 0;
-  for (const VectorXd& v : shifts) {
-    all.segment(total, v.size()) = v;
-    total += v.size();
-  }
-  return all;
+  return concatenated(shifts);
 }
 
 // M with its blocks in reverse order, so that eliminate() ends at the output block.
@@ -353,31 +371,14 @@ ScaledPoint Barrier::best_scaling(const VectorXd& y, double t) const {
     logdet[f] = e.logdet + 2 * llt.matrixLLT().diagonal().array().log().sum();
   });
   double fixed = -y.tail(groups_).array().log().sum();
-  Eigen::Index total = 0;
-  for (size_t f = 0; f < parts_.size(); ++f) {
-    if (!std::isfinite(logdet[f])) return out;
-    fixed -= logdet[f];
-    total += kappa[f].size();
-  }
-  VectorXd all(total);
-  total = 0;
-  for (const VectorXd& v : kappa) {
-    all.segment(total, v.size()) = v;
-    total += v.size();
-  }
+  for (double v : logdet) fixed -= v;
+  const VectorXd all = concatenated(kappa);
+  if (!std::isfinite(fixed) || all.size() == 0) return out;
   const double floor = std::max(0.0, all.maxCoeff());
   const double free_power = nu_ - static_cast<double>(all.size());
-  auto slope = [&](double gap) {  // rising in gap
-    const double s = floor + gap;
-    return t * y(0) - free_power / s - (s - all.array()).inverse().sum();
-  };
-  double lo = 0.0, hi = std::max(1.0 - floor, std::numeric_limits<double>::min());
-  for (int i = 0; i < 2100 && slope(hi) < 0; ++i) hi *= 2;
-  for (int i = 0; i < 200 && hi - lo > 1e-15 * hi; ++i) {
-    const double mid = 0.5 * (lo + hi);
-    (slope(mid) < 0 ? lo : hi) = mid;
-  }
-  const double s = floor + hi;
+  const double s = root_above(floor, 1.0, [&](double gap) {
+    return t * y(0) - free_power / (floor + gap) - (floor + gap - all.array()).inverse().sum();
+  });
   if (!(std::isfinite(s) && s > 0)) return out;
   out.scale = s;
   out.value = t * y(0) * s - free_power * std::log(s) - (s - all.array()).log().sum() + fixed;
@@ -472,14 +473,7 @@ double barrier_minimising_rho(const Barrier& barrier, const VectorXd& y, double 
   const VectorXd ev = barrier.input_schur_shifts(y);
   if (ev.size() == 0) return y(0);
   const double floor = -ev.minCoeff();
-  auto slope = [&](double gap) { return t - (floor + gap + ev.array()).inverse().sum(); };  // rising in gap
-  double lo = 0.0, hi = std::max(y(0) - floor, std::numeric_limits<double>::min());
-  for (int i = 0; i < 2100 && slope(hi) < 0; ++i) hi *= 2;
-  for (int i = 0; i < 200 && hi - lo > 1e-15 * hi; ++i) {
-    const double mid = 0.5 * (lo + hi);
-    (slope(mid) < 0 ? lo : hi) = mid;
-  }
-  const double rho = floor + hi;
+  const double rho = root_above(floor, y(0), [&](double gap) { return t - (floor + gap + ev.array()).inverse().sum(); });
   return std::isfinite(rho) && rho > 0 ? rho : y(0);
 }
 
