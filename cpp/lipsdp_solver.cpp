@@ -154,11 +154,6 @@ double root_above(double floor, double start, Slope slope) {
   return floor + hi;
 }
 
-struct ScaledPoint {
-  double scale = 1.0;
-  double value = kInf;
-};
-
 class Barrier {
  public:
   Barrier(const std::vector<Reduced>& parts, int groups) : parts_(parts), groups_(groups) {
@@ -189,12 +184,12 @@ class Barrier {
 
   // Barrier_minimising_rho's input: the eigenvalues of Sigma_0 - rho I of every LMI.
   VectorXd input_schur_shifts(const VectorXd& y) const;
-  // The s > 0 that minimises the barrier at s y, and its value there (+inf when no s makes s y
-  // feasible). M(s y) = s P - C with P = M(y) + C and C = G'G (G = W_l) only in the output block, so
-  // det M(s y) = s^(n - J) det P prod_j (s - kappa_j), kappa_j the J eigenvalues of G Q^-1 G' (Q the
-  // Schur complement of P onto the output block), and the barrier is t rho s - (nu - J) log s -
+  // The s > 0 that minimises the barrier at s y (1 where no s makes s y feasible). M(s y) = s P - C
+  // with P = M(y) + C and C = G'G (G = W_l) only in the output block, so det M(s y) =
+  // s^(n - J) det P prod_j (s - kappa_j), kappa_j the J eigenvalues of G Q^-1 G' (Q the Schur
+  // complement of P onto the output block), and the barrier is t rho s - (nu - J) log s -
   // sum_j log(s - kappa_j) plus terms without s: convex, minimised at the root of its derivative.
-  ScaledPoint best_scaling(const VectorXd& y, double t) const;
+  double best_scale(const VectorXd& y, double t) const;
 
  private:
   // LMI r's share of the Newton system, added into s; its neurons' quantities go through ws.
@@ -352,11 +347,9 @@ BlockTridiagonal reversed(BlockTridiagonal m) {
   return r;
 }
 
-ScaledPoint Barrier::best_scaling(const VectorXd& y, double t) const {
-  ScaledPoint out;
-  if (!(y.tail(groups_).array() > 0).all() || !(y(0) > 0)) return out;
+double Barrier::best_scale(const VectorXd& y, double t) const {
+  if (!(y.tail(groups_).array() > 0).all() || !(y(0) > 0)) return 1.0;
   std::vector<VectorXd> kappa(parts_.size());
-  std::vector<double> logdet(parts_.size(), kInf);
   lipsdp::for_each_index(static_cast<int>(parts_.size()), by_part(parts_.size()), [&](int f) {
     const Reduced& r = parts_[f];
     const Elimination e = eliminate(reversed(lmi_at(r, y)), EliminationOutput::InputSchur);
@@ -368,22 +361,15 @@ ScaledPoint Barrier::best_scaling(const VectorXd& y, double t) const {
     if (llt.info() != Eigen::Success) return;
     const MatrixXd root = llt.matrixL().solve(g.transpose());  // L^-1 G': G Q^-1 G' = root' root
     kappa[f] = Eigen::SelfAdjointEigenSolver<MatrixXd>(root.transpose() * root, Eigen::EigenvaluesOnly).eigenvalues();
-    logdet[f] = e.logdet + 2 * llt.matrixLLT().diagonal().array().log().sum();
   });
-  double fixed = -y.tail(groups_).array().log().sum();
-  for (double v : logdet) fixed -= v;
   const VectorXd all = concatenated(kappa);
-  if (!std::isfinite(fixed) || all.size() == 0) return out;
+  if (all.size() == 0) return 1.0;
   const double floor = std::max(0.0, all.maxCoeff());
   const double free_power = nu_ - static_cast<double>(all.size());
   const double s = root_above(floor, 1.0, [&](double gap) {
     return t * y(0) - free_power / (floor + gap) - (floor + gap - all.array()).inverse().sum();
   });
-  if (!(std::isfinite(s) && s > 0)) return out;
-  out.scale = s;
-  out.value = t * y(0) * s - free_power * std::log(s) - (s - all.array()).log().sum() + fixed;
-  if (!std::isfinite(out.value)) out.value = kInf;
-  return out;
+  return std::isfinite(s) && s > 0 ? s : 1.0;
 }
 
 // Solves H step = -g with H scaled to unit diagonal first: rho and the multipliers of different layers
@@ -565,7 +551,7 @@ enum class Centring { Centred, Stalled, OutOfSteps };
 // `steps` (the Newton systems formed, counted on) reaches max_steps. The solver keeps the last
 // factorisation, at the centred point, for the predictor's tangent.
 //
-// With scale_search, each trial point of the line search is taken at its best scaling (best_scaling):
+// With scale_search, each trial point of the line search is taken at its best scaling (best_scale):
 // on GLipSDP's deep MNIST MLPs the central path bends mostly along y itself, and full Newton steps
 // moved every variable by the same 0.2% for dozens of steps. Not in the first centring: there the
 // start's shape, not its scale, is what is off, and scaled trial points left Newton directions that
@@ -586,14 +572,8 @@ Centring centre(const Barrier& barrier, VectorXd& y, double t, bool scale_search
     double f_moved = f0;
     for (int ls = 0; ls < 60; ++ls, alpha *= 0.5) {
       VectorXd trial = y + alpha * step;
-      double f;
-      if (scale_search) {
-        const ScaledPoint p = barrier.best_scaling(trial, t);
-        trial *= p.scale;
-        f = p.value;
-      } else {
-        f = barrier.value(trial, t);
-      }
+      if (scale_search) trial *= barrier.best_scale(trial, t);
+      const double f = barrier.value(trial, t);
       if (std::isfinite(f) && f <= f0 - 0.25 * alpha * decrement2) {
         y = trial;
         f_moved = f;
