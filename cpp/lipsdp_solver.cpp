@@ -286,10 +286,12 @@ void Barrier::add_part(const Reduced& r, const VectorXd& y, NewtonSystem& s, Wor
     }
   }
   // tr(S B S' B') expanded in the entries of B (S = [[1, -c], [-c, a]] on the left, [[1, -c2], [-c2, a2]]
-  // on the right): one pass over each pair of layers, the lower triangle only (H is symmetric). With
-  // identity groups (then the only LMI) it is written straight into the Newton system.
+  // on the right): one pass over each pair of layers, the lower triangle only (H is symmetric), a
+  // row of layer blocks per thread. With identity groups (then the only LMI) it is written straight
+  // into the Newton system.
   if (!r.identity_groups) ws.h.resize(big_n, big_n);
   auto h = r.identity_groups ? s.hessian.block(1, 1, big_n, big_n) : ws.h.block(0, 0, big_n, big_n);
+#pragma omp parallel for schedule(dynamic) if (!omp_in_parallel())
   for (int k = 1; k <= l; ++k) {
     const double c = r.slopes[k - 1].c, a = r.slopes[k - 1].a;
     for (int kk = 1; kk <= k; ++kk) {

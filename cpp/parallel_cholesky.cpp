@@ -5,7 +5,12 @@
 namespace lipcert {
 
 namespace {
+// Threads share the work in panels of kBlock rows or columns; the factorisation advances kStep columns
+// at a time. Each step's rank update streams the whole trailing matrix, so wider steps read it fewer
+// times (measured on 2 cores, float, n = 4033: 184 ms with steps of 96, 163 ms with 256; n = 2500:
+// 44 -> 40 ms; n <= 2049 and double precision about the same).
 constexpr Eigen::Index kBlock = 96;
+constexpr Eigen::Index kStep = 256;
 
 Eigen::Index panel_count(Eigen::Index n) { return (n + kBlock - 1) / kBlock; }
 
@@ -37,8 +42,8 @@ void lower_rank_update(Eigen::Ref<DenseMatrix<Scalar>> a, const Eigen::Ref<const
 template <typename Scalar>
 bool BasicParallelCholesky<Scalar>::factorize() {
   const Eigen::Index n = l_.rows();
-  for (Eigen::Index k = 0; k < n; k += kBlock) {
-    const Eigen::Index kb = std::min(kBlock, n - k), rest = n - k - kb;
+  for (Eigen::Index k = 0; k < n; k += kStep) {
+    const Eigen::Index kb = std::min(kStep, n - k), rest = n - k - kb;
     Eigen::Ref<Matrix> block = l_.block(k, k, kb, kb);
     Eigen::LLT<Eigen::Ref<Matrix>> diagonal(block);  // factorises in place
     if (diagonal.info() != Eigen::Success) return false;
