@@ -660,31 +660,27 @@ bool feasible_with_margin(const Reduced& r, const VectorXd& y) {
 // The inactive LMIs that `end` violates first: on the segment from `start` (feasible for all) to `end`,
 // those infeasible just past the last point where all inactive ones hold (the cutting plane's choice:
 // adding every LMI `end` violates added most of them at once, where few are tight at the optimum).
+// Each LMI's feasible set is convex, so each violated one leaves the segment once: it is located by its
+// own bisection, and those that leave in the first bisection cell are returned. Bisecting the segment
+// for all of them together instead valued every inactive LMI at every point (measured: 20-25% of the
+// solve on GLipSDP's MNIST CNNs C17-CH8 and C9-CH16, with 421 frequencies).
 std::vector<char> first_violated(const std::vector<Reduced>& parts, const std::vector<char>& active,
                                  const VectorXd& start, const VectorXd& end) {
   const int n = static_cast<int>(parts.size());
-  auto violated_at = [&](double s) {
-    const VectorXd y = start + s * (end - start);
-    std::vector<char> out(parts.size(), 0);
-    lipsdp::for_each_index(n, by_part(parts.size()), [&](int f) { out[f] = !active[f] && !feasible_with_margin(parts[f], y); });
-    return out;
-  };
-  auto none = [](const std::vector<char>& v) { return std::find(v.begin(), v.end(), 1) == v.end(); };
-  std::vector<char> at_end = violated_at(1.0);
-  if (none(at_end)) return at_end;
-  double lo = 0.0, hi = 1.0;
-  std::vector<char> at_hi = std::move(at_end);
-  for (int i = 0; i < 12; ++i) {
-    const double mid = 0.5 * (lo + hi);
-    std::vector<char> at_mid = violated_at(mid);
-    if (none(at_mid)) {
-      lo = mid;
-    } else {
-      hi = mid;
-      at_hi = std::move(at_mid);
+  std::vector<double> leaves(parts.size(), kInf);  // the end of the cell where LMI f leaves
+  lipsdp::for_each_index(n, by_part(parts.size()), [&](int f) {
+    if (active[f] || feasible_with_margin(parts[f], end)) return;
+    double lo = 0.0, hi = 1.0;
+    for (int i = 0; i < 12; ++i) {
+      const double mid = 0.5 * (lo + hi);
+      (feasible_with_margin(parts[f], start + mid * (end - start)) ? lo : hi) = mid;
     }
-  }
-  return at_hi;
+    leaves[f] = hi;
+  });
+  const double first = *std::min_element(leaves.begin(), leaves.end());
+  std::vector<char> out(parts.size(), 0);
+  for (int f = 0; f < n; ++f) out[f] = leaves[f] == first && first <= 1.0;
+  return out;
 }
 
 // A network's LipSDP as a shared problem of one LMI: one group per neuron, or per layer.
