@@ -12,17 +12,17 @@ Suites:
            (results/results_all_CNN_trained.mat).
 
 GLipSDP's published numbers are not for the exported models as a whole. Their results files store the
-last network of each table: for the MLPs (width 16, d = 64) its 64 matrices are the hidden weights
-1..64 of mlp_L65_W16.onnx, transposed, without the input and output layers and without the factor 2
-by which the ONNX graph scales every hidden pre-activation; for the CNNs (C17, 32 channels) the 16
-convolutions 1..16 of cnn_C17_CH32.onnx on 14 x 14 inputs (their file says N1 = N2 = 14), without
-the first convolution, the pool and the head. So the mnist suite also bounds that sub-network (`glipsdp net`: the hidden weights 1..d of
-the same file, halved) beside their published bound. That reconstruction is checked only where their
-file has the weights (W16, d = 64: equal to the last float bit). Elsewhere lipcert's LipSDP of it
-(equal to cvxpy + Clarabel's where that fits) differs from their LipSDP in both directions (W64: 0.964
-against 0.877 at d = 2, 2.2e-3 against 2.3e-4 at d = 32), so those were other exports; and on the
-checked network lipcert's certified bound is 2.59e-8 against their 3.14e-4. Their bounds compare only
-in scale, their times in problem size. The CNN bounds likewise.
+last network of each table: for the MLPs (width 16, d = 64) its 64 matrices are the hidden weights 1..64
+of mlp_L65_W16.onnx, transposed, without the input and output layers and without the factor 2 by which
+the ONNX graph scales every hidden pre-activation; for the CNNs (C17, 32 channels) the 16 convolutions
+1..16 of cnn_C17_CH32.onnx on 14 x 14 inputs (their file says N1 = N2 = 14), without the first
+convolution, the pool and the head. So the mnist suite also bounds that sub-network (`glipsdp net`: the
+hidden weights 1..d of the same file, halved) beside their published bound. That reconstruction is
+checked only where their file has the weights (W16, d = 64: equal to the last float bit). Elsewhere
+lipcert's LipSDP of it (equal to cvxpy + Clarabel's where that fits) differs from their LipSDP in both
+directions (W64: 0.964 against 0.877 at d = 2, 2.2e-3 against 2.3e-4 at d = 32), so those were other
+exports; and on the checked network lipcert's certified bound is 2.59e-8 against their 3.14e-4. Their
+bounds compare only in scale, their times in problem size. The CNN bounds likewise.
 
     python benchmarks/bench_sdp.py --suite eclipse --layers 2 5 10 --widths 20 40 --out sdp.md
 """
