@@ -159,9 +159,9 @@ double root_above(double floor, double start, Slope slope) {
 // itself implies when no slope product a is positive, e.g. ReLU), and at weight 1 it pulls the central
 // path towards the multipliers' own centre, away from the LMI's: GLipSDP's MNIST W64 (LeakyReLU) with
 // 16 / 32 / 64 weights took 81 / 134 / 246 Newton steps at weight 1, 66 / 117 / 202 at 0.01 (and
-// 66 / 112 / 200 without the term); the ECLipsE grid's 30 x 60 took 122 -> 90. Every weight > 0 ends
-// at the same optimum, and the duality gap at a centred point is still nu / t with nu counting the
-// multipliers at this weight.
+// 66 / 112 / 200 without the term); the ECLipsE grid's 30 x 40 and 30 x 60, 131 and 122 -> 82 and 90.
+// Every weight > 0 ends at the same optimum, and the duality gap at a centred point is still nu / t
+// with nu counting the multipliers at this weight.
 constexpr double kMultiplierBarrierWeight = 0.01;
 
 class Barrier {

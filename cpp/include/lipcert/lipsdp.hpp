@@ -88,7 +88,9 @@ struct LipSdpResult {
   /// sqrt(rho) proved by lipsdp_certified_bound from `multipliers`; +inf if no proof succeeded.
   double certified_upper = std::numeric_limits<double>::infinity();
   int newton_steps = 0;
-  double relative_gap = 0.0;    ///< bound on (rho - optimum) / rho at exit
+  /// The path's duality-gap estimate nu / (t rho) at its last centred point: exact on the central
+  /// path, an estimate near it (the certified bound is proved separately).
+  double relative_gap = 0.0;
   /// "optimal", "max_steps", "stalled", or "max_rounds" (a shared problem whose LMIs the active set
   /// never all held)
   std::string status;
