@@ -649,9 +649,10 @@ Path follow_path(const Barrier& barrier, VectorXd y, double t, const LipSdpOptio
   Path path;
   NewtonSystem s;
   NewtonSolver solver(options.single_precision_newton_from);
+  auto gap_estimate = [&] { return barrier.nu() / t / std::max(y(0), 1e-300); };
   for (;;) {
     const bool scale_search = !path.points.empty();
-    const bool near_optimum = barrier.nu() / t / std::max(y(0), 1e-300) <= kTightDecades * options.tol;
+    const bool near_optimum = gap_estimate() <= kTightDecades * options.tol;
     const double centred = near_optimum ? kCentred : kLooselyCentred;
     const Centring c = centre(barrier, y, t, centred, scale_search, options.max_newton_steps, path.steps, s, solver);
     if (c != Centring::Centred) {
@@ -659,7 +660,7 @@ Path follow_path(const Barrier& barrier, VectorXd y, double t, const LipSdpOptio
       break;
     }
     path.points.push_back(y);
-    path.relative_gap = barrier.nu() / t / std::max(y(0), 1e-300);
+    path.relative_gap = gap_estimate();
     if (path.relative_gap <= options.tol) { path.status = "optimal"; break; }
     // Predictor: the central path is close to linear in 1/t (y(t) ~ y* + c / t), so its tangent
     // dy/dt = -H^-1 e_rho (H, the barrier's Hessian, does not depend on t) is followed in 1/t:
