@@ -113,6 +113,32 @@ def test_the_neuron_solve_reaches_its_optimum_on_a_deep_network():
     assert neuron["certified_upper"] < 0.5 * layer["certified_upper"]
 
 
+def test_a_solve_stops_once_its_optimum_is_above_a_given_bound():
+    # sdp's LipSDP-Layer cross-check only matters if it beats the neuron solve's proved bound: given
+    # that bound as stop_above, it stops at the first centred point whose lower estimate of its
+    # optimum, rho - nu / t, is above it, still with a proved bound.
+    from lipcert import _core
+    net = eclipse_net(10, 20)
+    args = slope_restricted_problem(net).core_args()
+    neuron = _core.lipsdp_solve(*args)
+    full = _core.lipsdp_solve(*args, per_layer=True)
+    early = _core.lipsdp_solve(*args, per_layer=True, stop_above=neuron["certified_upper"] ** 2)
+    assert neuron["status"] == full["status"] == "optimal" and early["status"] == "above"
+    assert early["newton_steps"] < full["newton_steps"]
+    assert neuron["certified_upper"] < full["certified_upper"] <= early["certified_upper"] < math.inf
+    # A stop_above the path never reaches changes nothing.
+    unreached = _core.lipsdp_solve(*args, per_layer=True, stop_above=2 * full["certified_upper"] ** 2)
+    assert (unreached["status"], unreached["newton_steps"], unreached["certified_upper"]) == \
+        (full["status"], full["newton_steps"], full["certified_upper"])
+    with pytest.raises(ValueError, match="stop_above"):
+        _core.lipsdp_solve(*args, per_layer=True, stop_above=math.nan)
+    # sdp() keeps the neuron solve's bound, its cross-check having stopped early.
+    b = lc.lipschitz(net, method="sdp")
+    assert b.stats["layer_solve"]["status"] == "above"
+    assert b.stats["layer_solve"]["newton_steps"] == early["newton_steps"]
+    assert b.upper == neuron["certified_upper"]
+
+
 @pytest.mark.parametrize("single_precision_from", [0, 10**9])
 def test_sdp_is_exact_on_a_rotated_separable_network_with_a_wide_layer(single_precision_from):
     # f(x) = D relu(Q x), Q orthogonal: congruence with diag(Q', I) splits LipSDP-Neuron into 2x2 LMIs

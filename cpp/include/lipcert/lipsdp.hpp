@@ -80,6 +80,10 @@ struct LipSdpOptions {
   /// Newton systems with at least this many unknowns are factorised in single precision and their
   /// solves refined to double precision (falling back to a double factorisation where that fails).
   int single_precision_newton_from = 768;
+  /// Stop, with status "above", at the first centred point of the path whose lower estimate of the
+  /// optimum, rho - nu / t (exact on the central path), exceeds this value of rho: a solve that only
+  /// matters if it beats a bound already proved need not go on once it cannot.
+  double stop_above = std::numeric_limits<double>::infinity();
 };
 
 struct LipSdpResult {
@@ -91,8 +95,8 @@ struct LipSdpResult {
   /// The path's duality-gap estimate nu / (t rho) at its last centred point: exact on the central
   /// path, an estimate near it (the certified bound is proved separately).
   double relative_gap = 0.0;
-  /// "optimal", "max_steps", "stalled", or "max_rounds" (a shared problem whose LMIs the active set
-  /// never all held)
+  /// "optimal", "max_steps", "stalled", "above" (options.stop_above), or "max_rounds" (a shared
+  /// problem whose LMIs the active set never all held)
   std::string status;
 };
 

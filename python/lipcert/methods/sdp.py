@@ -50,9 +50,13 @@ def sdp_bound(net: Network, p_in: float, p_out: float, formulation: str = "neuro
         # The barrier method can stop short, or end falsely centred, on deep networks (measured on the
         # ECLipsE grid before its exact step in rho: 20 layers of 60 came out 19x, 30 of 20 390x above
         # LipSDP-Layer; none is known since); LipSDP-Layer's multipliers are feasible for LipSDP-Neuron
-        # too, so the better proved bound of the two is kept.
-        layer = _core.lipsdp_solve(*problem.core_args(), per_layer=True, tol=tol)
+        # too, so the better proved bound of the two is kept. The Layer solve stops once its path
+        # shows that its optimum lies above the neuron solve's proved bound.
+        layer = _core.lipsdp_solve(*problem.core_args(), per_layer=True, tol=tol,
+                                   stop_above=result["certified_upper"] ** 2)
         stats["neuron_solve"] = {"status": result["status"], "certified_upper": result["certified_upper"]}
+        stats["layer_solve"] = {"status": layer["status"], "certified_upper": layer["certified_upper"],
+                                "newton_steps": layer["newton_steps"]}
         if layer["certified_upper"] < result["certified_upper"]:
             result = layer
     return solved_bound(result, net, p_in, p_out, stats)
