@@ -139,6 +139,16 @@ def test_a_solve_stops_once_its_optimum_is_above_a_given_bound():
     assert b.upper == neuron["certified_upper"]
 
 
+def test_autos_estimate_of_sdps_time_grows_with_the_network_and_counts_the_cross_check():
+    from lipcert.methods.sdp import CROSS_CHECK_DEPTH, sdp_seconds
+    deeper = [sdp_seconds(mlp([20] + [100] * depth + [1])) for depth in range(1, 9)]
+    steps = np.diff(deeper)
+    assert (steps > 0).all()
+    # The LipSDP-Layer cross-check joins at CROSS_CHECK_DEPTH hidden layers.
+    assert steps[CROSS_CHECK_DEPTH - 2] > 1.5 * steps[CROSS_CHECK_DEPTH - 3]
+    assert sdp_seconds(mlp([20, 200, 1])) < sdp_seconds(mlp([20, 400, 1])) < sdp_seconds(mlp([784, 400, 1]))
+
+
 @pytest.mark.parametrize("single_precision_from", [0, 10**9])
 def test_sdp_is_exact_on_a_rotated_separable_network_with_a_wide_layer(single_precision_from):
     # f(x) = D relu(Q x), Q orthogonal: congruence with diag(Q', I) splits LipSDP-Neuron into 2x2 LMIs

@@ -105,13 +105,34 @@ def certified_bound_from_multipliers(net: Network, multipliers, p_in: float, p_o
     return l2_to_norm(l2, net, p_in, p_out, {}) if math.isfinite(l2) else math.inf
 
 
-# Rough cost model of one solve on these machines (flops per Newton step, steps, flop rate), used by
-# method="auto" to leave sdp out where it would not fit the time limit. Measured on 2 cores: 48-64
-# steps on random MLPs of 64-400 neurons (2-6 layers), where the model gives 0.6-1.5x the real time
-# from 128 neurons; GLipSDP's MNIST W64 d=16 (4.75 s) and d=32 (34.2 s) are predicted at 5.7 and 34 s.
-_NEWTON_STEPS = 60
-_FLOPS_PER_SECOND = 7e9
+# Rough cost model of sdp on these machines, used by method="auto" to leave sdp out where it would not
+# fit the time limit: per Newton step, the factorisation of the n x n Newton system (n^3 / 3 flops at
+# _FACTOR_FLOPS_PER_SECOND) and forming it (4 D^2 w flops, D = n + input dimension, w the widest layer,
+# at _FORM_FLOPS_PER_SECOND, with the line search's eliminations), plus _SECONDS_PER_STEP; 40 + 2 l
+# Newton steps for l hidden layers, and from CROSS_CHECK_DEPTH layers 20 + l / 2 steps of the
+# LipSDP-Layer cross-check, which forms its system the same way. Measured on 2 cores (sdp's whole time):
+# random MLPs 784-1000-1000-10, 784-1500-10, 784-500x4-10, 100-300x6-10, 20-100x20-1, 50-64x40-10 took
+# 63 / 47 / 27 / 17 / 11 / 23 s, GLipSDP's MNIST W64 with 8 / 16 / 32 / 64 weights 1.7 / 3.4 / 16 / 95 s;
+# the model gives 0.8-1.4x those, and 0.68x on the demo's unrolled CNN (864 neurons, 57 steps, 8.5 s).
+# The model before (60 steps at 7e9 flop/s for both parts) gave 0.8-5.9x, and 2.6x on the CNN.
+_FACTOR_FLOPS_PER_SECOND = 5e10
+_FORM_FLOPS_PER_SECOND = 2e10
+_SECONDS_PER_STEP = 0.01
 _AUTO_DEFAULT_SECONDS = 30.0
+
+
+def sdp_seconds(net: Network) -> float:
+    """method="auto"'s estimate of sdp_bound's time on a network that splits at its activations."""
+    shapes = net.layer_shapes()
+    hidden = [math.prod(out) for layer, (_, out) in zip(net.layers, shapes) if layer.is_activation]
+    if not hidden:
+        return 0.0
+    n, depth = sum(hidden), len(hidden)
+    dimension = n + min(net.input_size, hidden[0])
+    neuron_steps = 40 + 2 * depth
+    formed = neuron_steps + (20 + depth / 2 if depth >= CROSS_CHECK_DEPTH else 0)
+    return (neuron_steps * n ** 3 / 3 / _FACTOR_FLOPS_PER_SECOND
+            + formed * (4 * dimension ** 2 * max(hidden) / _FORM_FLOPS_PER_SECOND + _SECONDS_PER_STEP))
 
 
 # The same for channel-wise LipSDP (convolutional networks too large to unroll): seconds of about
@@ -136,11 +157,4 @@ def sdp_worthwhile(net: Network, time_limit) -> bool:
     limit = time_limit if time_limit is not None else _AUTO_DEFAULT_SECONDS
     if not splits_at_activations(net):
         return _core.channelwise_lipsdp_applies(net._core) and channelwise_seconds(net) <= limit
-    shapes = net.layer_shapes()
-    hidden = [math.prod(out) for layer, (_, out) in zip(net.layers, shapes) if layer.is_activation]
-    if not hidden:
-        return True
-    n = sum(hidden)
-    dimension = n + min(net.input_size, hidden[0])
-    seconds = _NEWTON_STEPS * (n ** 3 / 3 + 4 * dimension ** 2 * max(hidden)) / _FLOPS_PER_SECOND
-    return seconds <= limit
+    return sdp_seconds(net) <= limit
