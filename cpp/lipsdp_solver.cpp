@@ -620,7 +620,7 @@ enum class Centring { Centred, Stalled, OutOfSteps };
 // only took 1/64 steps (measured: 85 steps instead of 52 on W64 with 32 weights).
 Centring centre(const Barrier& barrier, VectorXd& y, double t, double centred, bool scale_search, int max_steps,
                 int& steps, NewtonSystem& s, NewtonSolver& solver) {
-  double f0 = barrier.value(y, t);  // the barrier at y, carried from step to step
+  double f = barrier.value(y, t);  // the barrier at y, carried from step to step
   while (steps < max_steps) {
     barrier.newton_system(y, t, s);
     ++steps;
@@ -631,14 +631,14 @@ Centring centre(const Barrier& barrier, VectorXd& y, double t, double centred, b
     if (decrement2 < centred) return Centring::Centred;
     double alpha = 1.0;
     bool moved = false;
-    double f_moved = f0;
+    const double f_start = f;
     for (int ls = 0; ls < 60; ++ls, alpha *= 0.5) {
       VectorXd trial = y + alpha * step;
       if (scale_search) trial *= barrier.best_scale(trial, t);
-      const double f = barrier.value(trial, t);
-      if (std::isfinite(f) && f <= f0 - 0.25 * alpha * decrement2) {
+      const double f_trial = barrier.value(trial, t);
+      if (std::isfinite(f_trial) && f_trial <= f_start - 0.25 * alpha * decrement2) {
         y = trial;
-        f_moved = f;
+        f = f_trial;
         moved = true;
         break;
       }
@@ -648,28 +648,27 @@ Centring centre(const Barrier& barrier, VectorXd& y, double t, double centred, b
     // where full steps only double the distance: extend the step while that keeps paying.
     for (double longer = 2 * alpha; alpha == 1.0 && longer <= 1 << 20; longer *= 2) {
       const VectorXd trial = y + (longer - longer / 2) * step;
-      const double f = barrier.value(trial, t);
-      if (!(f < f_moved)) break;
+      const double f_trial = barrier.value(trial, t);
+      if (!(f_trial < f)) break;
       y = trial;
-      f_moved = f;
+      f = f_trial;
     }
     // rho is then set to its exact minimiser: without this, rho oscillated from step to step and
     // the first centring on deep networks took 100-200 damped steps at a decrement of about 2
     // (measured on GLipSDP's MNIST W64 with 16 weights: 191 steps, 23 with it).
-    const RhoMove rho = barrier_minimising_rho(barrier, y, t, f_moved);
-    if (rho.value <= f_moved) {
+    const RhoMove rho = barrier_minimising_rho(barrier, y, t, f);
+    if (rho.value <= f) {
       y(0) = rho.rho;
-      f_moved = rho.value;
+      f = rho.value;
     }
-    f0 = f_moved;
   }
   return Centring::OutOfSteps;
 }
 
 // Follows the barrier's central path from y at t until the gap nu / (t rho) is below tol, or its
-// lower estimate of the optimum rho - nu / t is above stop_above (options.stop_above in the solver's
-// scaling): Newton centring at each t, then a predictor step along the path's tangent to a larger t.
-Path follow_path(const Barrier& barrier, VectorXd y, double t, const LipSdpOptions& options, double stop_above) {
+// lower estimate of the optimum rho - nu / t is above options.stop_above (given in the solver's scaling
+// of rho): Newton centring at each t, then a predictor step along the path's tangent to a larger t.
+Path follow_path(const Barrier& barrier, VectorXd y, double t, const LipSdpOptions& options) {
   Path path;
   NewtonSystem s;
   NewtonSolver solver(options.single_precision_newton_from);
@@ -686,7 +685,7 @@ Path follow_path(const Barrier& barrier, VectorXd y, double t, const LipSdpOptio
     path.points.push_back(y);
     path.relative_gap = gap_estimate();
     if (path.relative_gap <= options.tol) { path.status = "optimal"; break; }
-    if (y(0) * (1 - path.relative_gap) > stop_above) { path.status = "above"; break; }
+    if (y(0) * (1 - path.relative_gap) > options.stop_above) { path.status = "above"; break; }
     // Predictor: the central path is close to linear in 1/t (y(t) ~ y* + c / t), so its tangent
     // dy/dt = -H^-1 e_rho (H, the barrier's Hessian, does not depend on t) is followed in 1/t:
     // y(mu t) ~ y + (1 - 1/mu) t dy/dt, to the largest mu that keeps it feasible; then centre there.
@@ -797,7 +796,8 @@ LipSdpResult solve_lipsdp(const SharedLipSdp& problem, const LipSdpOptions& opti
   if (std::isnan(options.stop_above)) throw std::invalid_argument("LipSDP: stop_above must not be NaN");
   std::vector<double> log_sigma;
   const std::vector<Reduced> parts = reduce(problem, log_sigma);
-  const double scaled_stop_above = options.stop_above * std::exp(-2 * log_sigma.back());
+  LipSdpOptions path_options = options;  // stop_above in the solver's scaling of rho
+  path_options.stop_above *= std::exp(-2 * log_sigma.back());
   const std::vector<int> group_layer = group_layers(problem);
   LipSdpResult result;
 
@@ -826,7 +826,7 @@ LipSdpResult solve_lipsdp(const SharedLipSdp& problem, const LipSdpOptions& opti
     // and let the predictor follow the path (measured on the LipSDP and GLipSDP MNIST models: deep
     // networks centre far slower from t rho = 1 or 10 nu).
     const double t = 0.1 * barrier.nu() / std::max(y(0), 1e-300);
-    path = follow_path(barrier, y, t, options, scaled_stop_above);
+    path = follow_path(barrier, y, t, path_options);
     steps += path.steps;
     // A subset's optimum is a lower bound on the whole problem's: above for it, above for all.
     if (path.status == "above") break;
