@@ -113,6 +113,37 @@ def test_the_neuron_solve_reaches_its_optimum_on_a_deep_network():
     assert neuron["certified_upper"] < 0.5 * layer["certified_upper"]
 
 
+@pytest.mark.parametrize("sizes,activation", [([3, 8, 6, 2], "relu"), ([3, 7, 7, 3], "leaky"),
+                                              ([5, 6, 6, 6, 2], "sigmoid")])
+def test_the_primal_dual_solve_equals_cvxpy_and_the_barrier_solve(sizes, activation):
+    from lipcert import _core
+    net = mlp(sizes, activation, seed=len(sizes))
+    args = slope_restricted_problem(net).core_args()
+    primal_dual = _core.lipsdp_solve(*args, primal_dual=True)
+    barrier = _core.lipsdp_solve(*args, primal_dual=False)
+    assert primal_dual["status"] == "optimal" and primal_dual["relative_gap"] <= 1e-7
+    assert primal_dual["certified_upper"] == pytest.approx(lipsdp_cvxpy(net), rel=1e-4)
+    assert primal_dual["certified_upper"] == pytest.approx(barrier["certified_upper"], rel=1e-6)
+    assert primal_dual["newton_steps"] < barrier["newton_steps"]
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky"])
+def test_the_primal_dual_solve_needs_a_third_of_the_barriers_newton_systems_on_a_deep_network(activation):
+    # Measured: 23 / 21 against 69 / 58 on these 20 x 20 MLPs; both end at the same optimum, and the
+    # primal-dual method's points are proved like the barrier's.
+    from lipcert import _core
+    args = slope_restricted_problem(mlp([20] * 21 + [1], activation, seed=20)).core_args()
+    primal_dual = _core.lipsdp_solve(*args, primal_dual=True)
+    barrier = _core.lipsdp_solve(*args, primal_dual=False)
+    assert primal_dual["status"] == barrier["status"] == "optimal"
+    assert primal_dual["certified_upper"] == pytest.approx(barrier["certified_upper"], rel=1e-6)
+    assert 2 * primal_dual["newton_steps"] < barrier["newton_steps"]
+    # LipSDP-Layer (multipliers shared within a layer) stays with the barrier method.
+    layer = [_core.lipsdp_solve(*args, per_layer=True, primal_dual=flag) for flag in (False, True)]
+    assert layer[0]["newton_steps"] == layer[1]["newton_steps"]
+    assert layer[0]["certified_upper"] == layer[1]["certified_upper"]
+
+
 def test_a_solve_stops_once_its_optimum_is_above_a_given_bound():
     # sdp's LipSDP-Layer cross-check only matters if it beats the neuron solve's proved bound: given
     # that bound as stop_above, it stops at the first centred point whose lower estimate of its
