@@ -7,6 +7,9 @@ Suites:
   mnist    GLipSDP's MNIST MLPs (../shared/data/glipsdp/mnist): bound and time beside GLipSDP's
            published bounds and times (MATLAB + MOSEK). With --depths d, the model mlp_L{d+1}_W64
            (d + 2 weight matrices: 784 inputs, d + 1 hidden layers, 10 outputs).
+  solvers  the core LipSDP-Neuron solve by the barrier method and by the primal-dual method
+           (LipSdpOptions::primal_dual) on the same networks, one after the other: GLipSDP's MNIST
+           mlp_L{d+1}_W64 for --depths d and the ECLipsE grid's --layers x --widths.
   mnist-cnn  GLipSDP's MNIST CNNs (28 x 28, too large to unroll: sdp is channel-wise LipSDP) beside
            autolip, the sampled lower bound and GLipSDP's published bounds and times
            (results/results_all_CNN_trained.mat).
@@ -203,6 +206,33 @@ def eclipse_markdown(rows) -> str:
     return "\n".join(out)
 
 
+def solver_suite(depths, layer_counts, widths) -> list[dict]:
+    from lipcert import _core
+    from lipcert.methods.slope_restricted import slope_restricted_problem
+    nets = [(f"mlp_L{d + 1}_W64", lc.load(DATA / "glipsdp" / "mnist" / f"mlp_L{d + 1}_W64.onnx")) for d in depths]
+    nets += [(f"ECLipsE {n} x {w}", relu_net(eclipse_weights(n, w))) for n in layer_counts for w in widths]
+    rows = []
+    for name, net in nets:
+        args = slope_restricted_problem(net).core_args()
+        row = {"network": name}
+        for key, primal_dual in (("barrier", False), ("primal-dual", True)):
+            r, seconds = timed(lambda: _core.lipsdp_solve(*args, primal_dual=primal_dual))
+            row[key] = (r["certified_upper"], r["newton_steps"], seconds, r["status"])
+        rows.append(row)
+        print(row, file=sys.stderr, flush=True)
+    return rows
+
+
+def solver_markdown(rows) -> str:
+    out = ["| network | barrier bound | steps | s | primal-dual bound | steps | s | time ratio pd / barrier |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        b, p = r["barrier"], r["primal-dual"]
+        out.append(f"| {r['network']} | {b[0]:.8g} | {b[1]} | {b[2]:.3g} | {p[0]:.8g} | {p[1]} | {p[2]:.3g} | "
+                   f"{p[2] / b[2]:.2f} |")
+    return "\n".join(out)
+
+
 def mnist_markdown(rows) -> str:
     out = ["| model | sdp | s | steps | status | sdp-layer | s | autolip | d | GLipSDP's net: sdp | s | steps | "
            "GLipSDP published | s |",
@@ -217,7 +247,7 @@ def mnist_markdown(rows) -> str:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", choices=["eclipse", "mnist", "mnist-cnn"], default="eclipse")
+    p.add_argument("--suite", choices=["eclipse", "mnist", "mnist-cnn", "solvers"], default="eclipse")
     p.add_argument("--layers", type=int, nargs="+", default=[2, 5, 10])
     p.add_argument("--widths", type=int, nargs="+", default=[20, 40])
     p.add_argument("--depths", type=int, nargs="+", default=[2, 4, 8])
@@ -230,6 +260,8 @@ def main(argv=None) -> None:
         table = eclipse_markdown(eclipse_suite(args.layers, args.widths, args.cvxpy_max_neurons))
     elif args.suite == "mnist":
         table = mnist_markdown(mnist_suite(args.depths))
+    elif args.suite == "solvers":
+        table = solver_markdown(solver_suite(args.depths, args.layers, args.widths))
     else:
         table = mnist_cnn_markdown(mnist_cnn_suite(args.convs, args.channels))
     print(table)

@@ -855,8 +855,8 @@ void mirror_blocks(const Reduced& r, MatrixXd& x) {
 // W_k' dLambda_{k+1} (a W_k M^-1 - c (M^-1)_{k+1}) (dLambda_0 = drho I), one product per block where
 // the generic banded product took three (measured: 45 ms of a 0.45 s iteration on GLipSDP's MNIST W64
 // with 32 weights).
-MatrixXd change_times_inverse(const Reduced& r, const VectorXd& dy, const MatrixXd& si, const MatrixXd& xw) {
-  MatrixXd out(r.dimension, r.dimension);
+void change_times_inverse(const Reduced& r, const VectorXd& dy, const MatrixXd& si, const MatrixXd& xw, MatrixXd& out) {
+  out.resize(r.dimension, r.dimension);
   const auto& mo = r.multiplier_offset;
 #pragma omp parallel for schedule(dynamic)
   for (int k = 0; k <= r.l; ++k) {
@@ -876,22 +876,21 @@ MatrixXd change_times_inverse(const Reduced& r, const VectorXd& dy, const Matrix
       rows.noalias() += r.w[k].transpose() * (d1.asDiagonal() * next);
     }
   }
-  return out;
 }
 
 // b <- M^-1 b from M's backward elimination (with its maps F_k): c_l = b_l, c_k = b_k + F_{k+1}' c_{k+1},
 // then x_0 = Sigma_0^-1 c_0, x_k = Sigma_k^-1 c_k + F_k x_{k-1}.
-void solve_in_place(const Reduced& r, const Elimination& e, MatrixXd& b) {
+void solve_in_place(const Reduced& r, const Elimination& e, MatrixXd& b, MatrixXd& scratch) {
   for (int k = r.l - 1; k >= 0; --k)
     b.middleRows(r.block_offset[k], r.block_size(k)).noalias() +=
         e.f[k + 1].transpose() * b.middleRows(r.block_offset[k + 1], r.block_size(k + 1));
   for (int k = 0; k <= r.l; ++k) {
     auto rows = b.middleRows(r.block_offset[k], r.block_size(k));
-    MatrixXd c = rows;
-    e.sigma[k].solve_lower_in_place(c);
-    e.sigma[k].solve_upper_in_place(c);
-    if (k > 0) c.noalias() += e.f[k] * b.middleRows(r.block_offset[k - 1], r.block_size(k - 1));
-    rows = c;
+    scratch = rows;
+    e.sigma[k].solve_lower_in_place(scratch);
+    e.sigma[k].solve_upper_in_place(scratch);
+    if (k > 0) scratch.noalias() += e.f[k] * b.middleRows(r.block_offset[k - 1], r.block_size(k - 1));
+    rows = scratch;
   }
 }
 
@@ -1042,8 +1041,10 @@ Path primal_dual_path(const Reduced& r, VectorXd y, const LipSdpOptions& options
   Banded x = scaled(on_pattern(r, si), mu0);
   VectorXd z = mu0 * y.tail(n).cwiseInverse();
   NewtonSolver solver(options.single_precision_newton_from);
-  MatrixXd b;
+  MatrixXd b, scratch;
   Workspace wx, ws;
+  // Kept from step to step: fresh dense matrices of this size cost a page fault per page.
+  PrimalDualStep affine, corrector;
   for (;;) {
     path.points.push_back(y);
     const VectorXd lambda = y.tail(n);
@@ -1079,8 +1080,7 @@ Path primal_dual_path(const Reduced& r, VectorXd y, const LipSdpOptions& options
     // T = dS M^-1 and U = Xh T, dX = mu_t M^-1 - X - (U + U')/2 - K on E. The predictor keeps T and a
     // dense U (by block solves with Xh^-1), which its second-order term needs; the corrector only
     // needs U on E.
-    auto direction = [&](double mu_t, const Banded* k, const VectorXd* kz, bool keep_dense_u) {
-      PrimalDualStep d;
+    auto direction = [&](PrimalDualStep& d, double mu_t, const Banded* k, const VectorXd* kz, bool keep_dense_u) {
       VectorXd rhs = mu_t * a_si;
       if (k) rhs -= adjoint_map(r, *k);
       rhs.tail(n) += mu_t * lambda.cwiseInverse();
@@ -1088,11 +1088,11 @@ Path primal_dual_path(const Reduced& r, VectorXd y, const LipSdpOptions& options
       rhs(0) -= 1.0;
       d.dy = solver.solve(rhs);
       d.ds = lmi_change(r, d.dy);
-      d.t = change_times_inverse(r, d.dy, si, ws.xw);
+      change_times_inverse(r, d.dy, si, ws.xw, d.t);
       Banded u_sym;
       if (keep_dense_u) {
         d.u = d.t;
-        solve_in_place(r, ek, d.u);
+        solve_in_place(r, ek, d.u, scratch);
         u_sym = symmetric_part_on_pattern(r, d.u);
       } else {
         u_sym = symmetric_product_on_pattern(r, [&](int q) { return xh.middleRows(r.block_offset[q], r.block_size(q)); }, d.t);
@@ -1101,14 +1101,13 @@ Path primal_dual_path(const Reduced& r, VectorXd y, const LipSdpOptions& options
       if (k) d.dx = plus(d.dx, -1.0, *k);
       d.dz = mu_t * lambda.cwiseInverse() - z - z.cwiseQuotient(lambda).cwiseProduct(d.dy.tail(n));
       if (kz) d.dz -= *kz;
-      return d;
     };
     auto step_lengths = [&](const PrimalDualStep& d, double cap, double& ap, double& ad) {
       ap = std::min({cap, ratio_step(z, d.dz), clique_step(r, x, d.dx)});
       ad = lmi_step(r, y, d.dy, std::min(cap, ratio_step(lambda, d.dy.tail(n))));
     };
 
-    const PrimalDualStep affine = direction(0.0, nullptr, nullptr, true);
+    direction(affine, 0.0, nullptr, nullptr, true);
     double ap, ad;
     step_lengths(affine, 1.0, ap, ad);
     const double mu_affine =
@@ -1122,7 +1121,8 @@ Path primal_dual_path(const Reduced& r, VectorXd y, const LipSdpOptions& options
         r, [&](int q) { return affine.t.middleCols(r.block_offset[q], r.block_size(q)).transpose(); }, affine.u);
     const Banded k = plus(plus(scaled(symmetric_part_on_pattern(r, affine.u), -1.0), -0.5, ut), -0.5, tu);
     const VectorXd kz = affine.dz.cwiseProduct(affine.dy.tail(n)).cwiseQuotient(lambda);
-    const PrimalDualStep d = direction(sigma * mu, &k, &kz, false);
+    PrimalDualStep& d = corrector;
+    direction(d, sigma * mu, &k, &kz, false);
     step_lengths(d, 1.0 / kStepToBoundary, ap, ad);
     ap = std::min(1.0, kStepToBoundary * ap);
     ad = std::min(1.0, kStepToBoundary * ad);
