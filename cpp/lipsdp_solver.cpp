@@ -9,9 +9,62 @@
 
 #include "lipcert/lipsdp.hpp"
 #include "lipsdp_blocks.hpp"
+#include "lipsdp_solver_parts.hpp"
 #include "parallel_cholesky.hpp"
 
 namespace lipcert {
+
+namespace lipsdp {
+
+// X = M^-1 from the elimination: X_00 = Sigma_0^-1, X_{k,j} = F_k X_{k-1,j}, X_kk = Sigma_k^-1 + X_{k,k-1} F_k'.
+// Only the blocks on and below the diagonal are written: mirroring the rest took 38 ms of a 450 ms
+// Newton step on GLipSDP's MNIST W64 with 64 weights, and its readers take X_{j,k} = X_{k,j}' instead.
+void lower_block_inverse(const Reduced& r, const Elimination& e, MatrixXd& x) {
+  x.resize(r.dimension, r.dimension);
+  const int n0 = r.block_size(0);
+  x.topLeftCorner(n0, n0) = e.sigma[0].inverse();
+  for (int k = 1; k <= r.l; ++k) {
+    const int o = r.block_offset[k], n = r.block_size(k), prev = r.block_offset[k - 1], np = r.block_size(k - 1);
+    x.block(o, 0, n, o).noalias() = e.f[k] * x.block(prev, 0, np, o);
+    x.block(o, o, n, n) = e.sigma[k].inverse();
+    x.block(o, o, n, n).noalias() += x.block(o, prev, n, np) * e.f[k].transpose();
+  }
+}
+
+// LMI r's M at y = (rho, one multiplier per group).
+lipsdp::BlockTridiagonal lmi_at(const Reduced& r, const VectorXd& y) {
+  const auto shared = y.tail(y.size() - 1);
+  return lipsdp::assemble(r.w, r.slopes, r.identity_groups ? VectorXd(shared) : lipsdp::group_values(r.group, shared), y(0));
+}
+
+// The products of a lower-stored symmetric X = M^-1 (or another matrix on M's blocks) that the Newton
+// systems read: X W (column i is X w_i), P_ww = W'XW (blocks on and below the diagonal) and W'X's
+// input columns R_w.
+void fill_products(const Reduced& r, const MatrixXd& x, Workspace& ws) {
+  const int l = r.l, big_n = r.n_multipliers, n0 = r.block_size(0);
+  const auto& mo = r.multiplier_offset;
+  auto width = [&](int k) { return mo[k + 1] - mo[k]; };
+  MatrixXd& xw = ws.xw;
+  xw.resize(r.dimension, big_n);
+  for (int k = 1; k <= l; ++k) {
+    // X's column block k-1: its rows above block k-1 are the transposed row block, the rest is stored.
+    const int o = r.block_offset[k - 1], n = r.block_size(k - 1);
+    const auto wt = r.w[k - 1].transpose();
+    xw.block(0, mo[k], o, width(k)).noalias() = x.block(o, 0, n, o).transpose() * wt;
+    xw.block(o, mo[k], r.dimension - o, width(k)).noalias() = x.block(o, o, r.dimension - o, n) * wt;
+  }
+  MatrixXd &pww = ws.pww, &rw = ws.rw;
+  pww.resize(big_n, big_n);
+  rw.resize(big_n, n0);
+  for (int k = 1; k <= l; ++k) {
+    // Only the blocks on and below the diagonal are read.
+    pww.block(mo[k], 0, width(k), mo[k + 1]).noalias() =
+        r.w[k - 1] * xw.block(r.block_offset[k - 1], 0, r.block_size(k - 1), mo[k + 1]);
+    rw.middleRows(mo[k], width(k)).noalias() = r.w[k - 1] * x.block(r.block_offset[k - 1], 0, r.block_size(k - 1), n0);
+  }
+}
+
+}  // namespace lipsdp
 
 namespace {
 
@@ -22,26 +75,14 @@ using lipsdp::Elimination;
 using lipsdp::eliminate;
 using lipsdp::EliminationOutput;
 using lipsdp::LayerSlopes;
+using lipsdp::lmi_at;
+using lipsdp::lower_block_inverse;
+using lipsdp::NewtonSolver;
+using lipsdp::Path;
+using lipsdp::Reduced;
+using lipsdp::Workspace;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-
-// One LMI the solver works on: W_0 replaced by R' when W_0' = Q R is tall (x enters the LMI only
-// through W_0 x and |x|^2, and the part of x orthogonal to W_0's rows only adds rho |x_perp|^2 >= 0),
-// and W_l by its R factor when it has more rows than columns (only W_l' W_l enters). Each W_k is then
-// divided by s_k ~ ||W_k||_2 (the largest over the LMIs, which share the multipliers): the quadratic
-// constraints are homogeneous in (v_k, z_k), so the scaled problem is the original one with
-// rho = rho' sigma_{l+1}^2 and lambda_j = lambda'_j (sigma_{l+1} / sigma_k)^2 for neurons of layer k,
-// sigma_k = s_0 ... s_{k-1}; deep networks stay well scaled.
-struct Reduced {
-  std::vector<MatrixXd> w;
-  std::vector<LayerSlopes> slopes;
-  std::vector<int> block_offset;       // where block k (0 = input) starts among the D coordinates
-  std::vector<int> multiplier_offset;  // where hidden layer k's multipliers start (k = 1..l)
-  std::vector<int> group;              // each neuron's multiplier (variable group(i) + 1 of the barrier)
-  bool identity_groups = false;        // group(i) == i: the Newton system is the neurons' own
-  int l = 0, n_multipliers = 0, dimension = 0;
-  int block_size(int k) const { return static_cast<int>(w[k].cols()); }
-};
 
 MatrixXd upper_r(const MatrixXd& tall) {
   Eigen::HouseholderQR<MatrixXd> qr(tall);
@@ -87,39 +128,11 @@ std::vector<Reduced> reduce(const SharedLipSdp& problem, std::vector<double>& lo
   return parts;
 }
 
-// X = M^-1 from the elimination: X_00 = Sigma_0^-1, X_{k,j} = F_k X_{k-1,j}, X_kk = Sigma_k^-1 + X_{k,k-1} F_k'.
-// Only the blocks on and below the diagonal are written: mirroring the rest took 38 ms of a 450 ms
-// Newton step on GLipSDP's MNIST W64 with 64 weights, and its readers take X_{j,k} = X_{k,j}' instead.
-void lower_block_inverse(const Reduced& r, const Elimination& e, MatrixXd& x) {
-  x.resize(r.dimension, r.dimension);
-  const int n0 = r.block_size(0);
-  x.topLeftCorner(n0, n0) = e.sigma[0].inverse();
-  for (int k = 1; k <= r.l; ++k) {
-    const int o = r.block_offset[k], n = r.block_size(k), prev = r.block_offset[k - 1], np = r.block_size(k - 1);
-    x.block(o, 0, n, o).noalias() = e.f[k] * x.block(prev, 0, np, o);
-    x.block(o, o, n, n) = e.sigma[k].inverse();
-    x.block(o, o, n, n).noalias() += x.block(o, prev, n, np) * e.f[k].transpose();
-  }
-}
-
-// LMI r's M at y = (rho, one multiplier per group).
-lipsdp::BlockTridiagonal lmi_at(const Reduced& r, const VectorXd& y) {
-  const auto shared = y.tail(y.size() - 1);
-  return lipsdp::assemble(r.w, r.slopes, r.identity_groups ? VectorXd(shared) : lipsdp::group_values(r.group, shared), y(0));
-}
-
 // The barrier's Newton system in y = (rho, one multiplier per group): gradient and Hessian of
 // t rho - sum log det M - log barrier. Only the Hessian's lower triangle is formed (and read).
 struct NewtonSystem {
   VectorXd gradient;
   MatrixXd hessian;
-};
-
-// Buffers of one LMI's share of a Newton system, kept from step to step: fresh matrices of this size
-// cost a page fault per page (measured: 7% of a solve on GLipSDP's MNIST W64 with 16 weights).
-struct Workspace {
-  MatrixXd x, xw, pww, rw, h;
-  VectorXd trace_xa, cross_rho;
 };
 
 // Whether to run the LMIs side by side, one per thread, rather than each on every thread: many small
@@ -248,33 +261,6 @@ void Barrier::newton_system(const VectorXd& y, double t, NewtonSystem& s) const 
   s.hessian.diagonal().tail(groups_) += kMultiplierBarrierWeight * lambda.cwiseInverse().cwiseAbs2();
 }
 
-// The products of a lower-stored symmetric X = M^-1 (or another matrix on M's blocks) that the Newton
-// systems read: X W (column i is X w_i), P_ww = W'XW (blocks on and below the diagonal) and W'X's
-// input columns R_w.
-void fill_products(const Reduced& r, const MatrixXd& x, Workspace& ws) {
-  const int l = r.l, big_n = r.n_multipliers, n0 = r.block_size(0);
-  const auto& mo = r.multiplier_offset;
-  auto width = [&](int k) { return mo[k + 1] - mo[k]; };
-  MatrixXd& xw = ws.xw;
-  xw.resize(r.dimension, big_n);
-  for (int k = 1; k <= l; ++k) {
-    // X's column block k-1: its rows above block k-1 are the transposed row block, the rest is stored.
-    const int o = r.block_offset[k - 1], n = r.block_size(k - 1);
-    const auto wt = r.w[k - 1].transpose();
-    xw.block(0, mo[k], o, width(k)).noalias() = x.block(o, 0, n, o).transpose() * wt;
-    xw.block(o, mo[k], r.dimension - o, width(k)).noalias() = x.block(o, o, r.dimension - o, n) * wt;
-  }
-  MatrixXd &pww = ws.pww, &rw = ws.rw;
-  pww.resize(big_n, big_n);
-  rw.resize(big_n, n0);
-  for (int k = 1; k <= l; ++k) {
-    // Only the blocks on and below the diagonal are read.
-    pww.block(mo[k], 0, width(k), mo[k + 1]).noalias() =
-        r.w[k - 1] * xw.block(r.block_offset[k - 1], 0, r.block_size(k - 1), mo[k + 1]);
-    rw.middleRows(mo[k], width(k)).noalias() = r.w[k - 1] * x.block(r.block_offset[k - 1], 0, r.block_size(k - 1), n0);
-  }
-}
-
 // With A_i = G_i S_k G_i', G_i = [e_i, w_i] (w_i = row i of W_{k-1}, placed in block k-1) and
 // S_k = [[1, -c_k], [-c_k, a_k]]: tr(X A_i) and tr(X A_i X A_j) = tr(S_k B_ij S_k' B_ij'),
 // B_ij = G_i' X G_j, whose entries are the matrices P_ee = E'XE, P_ew = E'XW, P_ww = W'XW. The
@@ -398,104 +384,6 @@ double Barrier::best_scale(const VectorXd& y, double t) const {
   return std::isfinite(s) && s > 0 ? s : 1.0;
 }
 
-// Solves H step = -g with H scaled to unit diagonal first: rho and the multipliers of different layers
-// live on very different scales, and unscaled the factorisation loses the step's accuracy. The
-// factorisation is kept for the predictor's tangent, which solves with the same H.
-//
-// Large systems are factorised in single precision (1.5x faster here) and the solve is then refined to
-// double precision by conjugate gradients preconditioned with that factor (the factorisation was most
-// of a step on GLipSDP's MNIST W64 with 64 weights). Where the single factor fails or the refinement
-// stalls (H too ill-conditioned for it), H is factorised in double precision. The step's
-// accuracy only affects how the path is followed: the bound is proved afterwards.
-class NewtonSolver {
- public:
-  explicit NewtonSolver(Eigen::Index single_precision_from) : single_precision_from_(single_precision_from) {}
-
-  // `hessian` (its lower triangle) must stay unchanged while solve() is called: the refinement's
-  // residuals are taken against it rather than a scaled double copy (making that copy took 16 of the
-  // 200 ms of a factorisation on GLipSDP's MNIST W64 with 64 weights).
-  void factorize(const MatrixXd& hessian) {
-    hessian_ = &hessian;
-    const Eigen::Index n = hessian.rows();
-    d_ = hessian.diagonal().cwiseMax(std::numeric_limits<double>::min()).cwiseSqrt().cwiseInverse();
-    factored_in_double_ = false;
-    single_ok_ = n >= single_precision_from_;
-    if (single_ok_) {
-      write_scaled(single_.matrix());
-      single_ok_ = single_.factorize();
-    }
-    if (!single_ok_) factorize_in_double();
-  }
-  // H^-1 rhs.
-  VectorXd solve(const VectorXd& rhs) {
-    const VectorXd b = d_.cwiseProduct(rhs);
-    VectorXd x;
-    if (!(single_ok_ && refined_solve(b, x))) {
-      if (!factored_in_double_) factorize_in_double();
-      x = use_ldlt_ ? ldlt_.solve(b) : double_.solve(b);
-    }
-    return d_.cwiseProduct(x);
-  }
-
- private:
-  static constexpr int kRefinementSteps = 30;
-  static constexpr double kRefinedResidual = 1e-11;
-
-  void factorize_in_double() {
-    write_scaled(double_.matrix());
-    use_ldlt_ = !double_.factorize();
-    if (use_ldlt_) {
-      MatrixXd scaled;
-      write_scaled(scaled);
-      ldlt_.compute(scaled.selfadjointView<Eigen::Lower>());
-    }
-    factored_in_double_ = true;
-  }
-  // The lower triangle of D H D into out, column by column over the threads.
-  template <typename Scalar>
-  void write_scaled(DenseMatrix<Scalar>& out) const {
-    const Eigen::Index n = hessian_->rows();
-    out.resize(n, n);
-#pragma omp parallel for schedule(dynamic, 32) if (n >= 512)
-    for (Eigen::Index j = 0; j < n; ++j)
-      out.col(j).tail(n - j) = (d_(j) * d_.tail(n - j).cwiseProduct(hessian_->col(j).tail(n - j))).template cast<Scalar>();
-  }
-  // (D H D) v.
-  VectorXd scaled_product(const VectorXd& v) const {
-    return d_.cwiseProduct(hessian_->selfadjointView<Eigen::Lower>() * d_.cwiseProduct(v));
-  }
-  VectorXd preconditioned(const VectorXd& r) const { return single_.solve(r.cast<float>()).cast<double>(); }
-  // Conjugate gradients on the scaled system from the single-precision solve; false if it stalls.
-  bool refined_solve(const VectorXd& b, VectorXd& x) const {
-    const double target = kRefinedResidual * b.norm();
-    x = preconditioned(b);
-    VectorXd r = b - scaled_product(x);
-    VectorXd z = preconditioned(r), p = z;
-    double rz = r.dot(z);
-    for (int i = 0; i < kRefinementSteps && r.norm() > target; ++i) {
-      const VectorXd ap = scaled_product(p);
-      const double curvature = p.dot(ap);
-      if (!(curvature > 0)) return false;
-      const double alpha = rz / curvature;
-      x += alpha * p;
-      r -= alpha * ap;
-      z = preconditioned(r);
-      const double rz_next = r.dot(z);
-      p = z + (rz_next / rz) * p;
-      rz = rz_next;
-    }
-    return r.norm() <= target && x.allFinite();
-  }
-
-  Eigen::Index single_precision_from_;
-  const MatrixXd* hessian_ = nullptr;  // H, lower triangle
-  VectorXd d_;                          // H's diagonal^-1/2
-  BasicParallelCholesky<float> single_;
-  ParallelCholesky double_;
-  Eigen::LDLT<MatrixXd> ldlt_;
-  bool single_ok_ = false, use_ldlt_ = false, factored_in_double_ = false;
-};
-
 // Where rho + min c_i is below this fraction of rho + max c_i, rounding in the c_i could make the
 // closed-form change in the barrier wrong (or hide that the new rho is infeasible), and the barrier is
 // valued at the new rho instead (measured: fractions down to 5e-11 on the ECLipsE grid and GLipSDP's
@@ -608,15 +496,6 @@ VectorXd original_scale(const std::vector<double>& log_sigma, const std::vector<
   return y;
 }
 
-struct Path {
-  // The centred points, then the last point where that was not centred: the proof's candidates,
-  // most recent last.
-  std::vector<VectorXd> points;
-  int steps = 0;
-  double relative_gap = 0.0;
-  std::string status = "max_steps";
-};
-
 enum class Centring { Centred, Stalled, OutOfSteps };
 
 // Newton centring of the barrier at t, from y in place, until the Newton decrement^2 is below
@@ -714,432 +593,6 @@ Path follow_path(const Barrier& barrier, VectorXd y, double t, const LipSdpOptio
     t *= std::max(mu, 2.0);
   }
   if (path.points.empty() || path.points.back() != y) path.points.push_back(y);
-  return path;
-}
-
-// Mehrotra's primal-dual method for one LMI with a multiplier per neuron (LipSDP-Neuron's own
-// problem). The barrier method above needs 3-7x more Newton systems than a primal-dual method on it:
-// most of its steps centre the path (measured against a dense prototype of this method: 46 / 59 / 103
-// against 14 / 16 / 26 on GLipSDP's MNIST W64 with 8 / 16 / 32 weights; Clarabel took 14-20 on random
-// 3-20-layer MLPs where the barrier took 35-69).
-//
-// The primal variable X only enters through its entries on M's block-tridiagonal pattern E (every A_j
-// and C lie there), so X is held on E, kept completable (every 2-block clique definite), and used
-// through its maximum-determinant completion Xh, whose inverse lies on E: the chordal primal-dual
-// method of Fukuda, Kojima, Murota and Nakata (SDPA-C). Its Newton system over y = (rho, lambda) has
-// the same shape as the barrier's: B_ij = tr(A_i Xh A_j M^-1) (the HKM direction).
-//
-// The dual stays feasible throughout (M(y) definite, lambda > 0), so every point it passes can be
-// proved by lipsdp_certified_bound; the primal may start infeasible.
-
-// Matrices on E as blocks: X, its steps, and the second-order term.
-using Banded = BlockTridiagonal;
-
-// The blocks on E of a dense symmetric matrix stored in (at least) its lower block triangle.
-Banded on_pattern(const Reduced& r, const MatrixXd& lower) {
-  Banded b;
-  b.diag.resize(r.l + 1);
-  b.sub.resize(r.l + 1);
-  for (int k = 0; k <= r.l; ++k) {
-    const int o = r.block_offset[k], n = r.block_size(k);
-    b.diag[k] = lower.block(o, o, n, n);
-    if (k > 0) b.sub[k] = lower.block(o, r.block_offset[k - 1], n, r.block_size(k - 1));
-  }
-  return b;
-}
-
-// The blocks on E of (U + U') / 2 for a dense U.
-Banded symmetric_part_on_pattern(const Reduced& r, const MatrixXd& u) {
-  Banded b;
-  b.diag.resize(r.l + 1);
-  b.sub.resize(r.l + 1);
-  for (int k = 0; k <= r.l; ++k) {
-    const int o = r.block_offset[k], n = r.block_size(k);
-    b.diag[k] = 0.5 * (u.block(o, o, n, n) + u.block(o, o, n, n).transpose());
-    if (k > 0) {
-      const int op = r.block_offset[k - 1], np = r.block_size(k - 1);
-      b.sub[k] = 0.5 * (u.block(o, op, n, np) + u.block(op, o, np, n).transpose());
-    }
-  }
-  return b;
-}
-
-// The blocks on E of (A B + (A B)') / 2 for dense A and B, A given by its row blocks (row_block(k)):
-// one product of A's row block k with B's column blocks k-1..k+1 per block.
-template <class RowBlock>
-Banded symmetric_product_on_pattern(const Reduced& r, RowBlock row_block, const MatrixXd& b) {
-  std::vector<MatrixXd> rows(r.l + 1);  // (A B)_{k, k-1..k+1}
-  std::vector<int> first(r.l + 1);
-#pragma omp parallel for schedule(dynamic)
-  for (int k = 0; k <= r.l; ++k) {
-    const int lo = std::max(k - 1, 0), hi = std::min(k + 1, r.l);
-    first[k] = r.block_offset[lo];
-    rows[k].noalias() = row_block(k) * b.middleCols(first[k], r.block_offset[hi + 1] - first[k]);
-  }
-  Banded out;
-  out.diag.resize(r.l + 1);
-  out.sub.resize(r.l + 1);
-  for (int k = 0; k <= r.l; ++k) {
-    const int o = r.block_offset[k], n = r.block_size(k);
-    const auto own = rows[k].middleCols(o - first[k], n);
-    out.diag[k] = 0.5 * (own + own.transpose());
-    if (k > 0) {
-      const int op = r.block_offset[k - 1], np = r.block_size(k - 1);
-      out.sub[k] = 0.5 * (rows[k].middleCols(op - first[k], np) + rows[k - 1].middleCols(o - first[k - 1], n).transpose());
-    }
-  }
-  return out;
-}
-
-// s a on E.
-Banded scaled(Banded a, double s) {
-  for (size_t k = 0; k < a.diag.size(); ++k) {
-    a.diag[k] *= s;
-    if (k > 0) a.sub[k] *= s;
-  }
-  return a;
-}
-
-// a + s b on E.
-Banded plus(const Banded& a, double s, const Banded& b) {
-  Banded c = a;
-  for (size_t k = 0; k < c.diag.size(); ++k) {
-    c.diag[k] += s * b.diag[k];
-    if (k > 0) c.sub[k] += s * b.sub[k];
-  }
-  return c;
-}
-
-// tr(A B) for symmetric A, B on E.
-double pattern_dot(const Banded& a, const Banded& b) {
-  double sum = 0.0;
-  for (size_t k = 0; k < a.diag.size(); ++k) {
-    sum += a.diag[k].cwiseProduct(b.diag[k]).sum();
-    if (k > 0) sum += 2 * a.sub[k].cwiseProduct(b.sub[k]).sum();
-  }
-  return sum;
-}
-
-// (tr(A_j X))_j for X on E: j = 0 is rho (A_0 = I on the input block), then the neurons.
-VectorXd adjoint_map(const Reduced& r, const Banded& x) {
-  VectorXd out(1 + r.n_multipliers);
-  out(0) = x.diag[0].trace();
-  for (int k = 1; k <= r.l; ++k) {
-    const double c = r.slopes[k - 1].c, a = r.slopes[k - 1].a;
-    const MatrixXd& w = r.w[k - 1];
-    const VectorXd cross = x.sub[k].cwiseProduct(w).rowwise().sum();
-    VectorXd quad = VectorXd::Zero(w.rows());
-    if (a != 0.0) quad = (w * x.diag[k - 1]).cwiseProduct(w).rowwise().sum();
-    out.segment(1 + r.multiplier_offset[k], w.rows()) = x.diag[k].diagonal() - 2 * c * cross + a * quad;
-  }
-  return out;
-}
-
-// sum_j dy_j A_j: M's change along dy.
-Banded lmi_change(const Reduced& r, const VectorXd& dy) {
-  Banded m = lmi_at(r, dy);
-  m.diag[r.l].noalias() += r.w[r.l].transpose() * r.w[r.l];
-  return m;
-}
-
-// The strictly upper blocks of a lower-stored block matrix, mirrored from the lower ones.
-void mirror_blocks(const Reduced& r, MatrixXd& x) {
-  for (int k = 1; k <= r.l; ++k) {
-    const int o = r.block_offset[k], n = r.block_size(k);
-    x.block(0, o, o, n) = x.block(o, 0, n, o).transpose();
-  }
-}
-
-// T = dS M^-1 with dS = sum_j dy_j A_j, from a dense (mirrored) M^-1 and its products M^-1 W (xw, as
-// fill_products leaves them): row block k is dLambda_k (M^-1)_k - c dLambda_k (W_{k-1} M^-1) +
-// W_k' dLambda_{k+1} (a W_k M^-1 - c (M^-1)_{k+1}) (dLambda_0 = drho I), one product per block where
-// the generic banded product took three (measured: 45 ms of a 0.45 s iteration on GLipSDP's MNIST W64
-// with 32 weights).
-void change_times_inverse(const Reduced& r, const VectorXd& dy, const MatrixXd& si, const MatrixXd& xw, MatrixXd& out) {
-  out.resize(r.dimension, r.dimension);
-  const auto& mo = r.multiplier_offset;
-#pragma omp parallel for schedule(dynamic)
-  for (int k = 0; k <= r.l; ++k) {
-    const int o = r.block_offset[k], n = r.block_size(k);
-    auto rows = out.middleRows(o, n);
-    if (k == 0) {
-      rows = dy(0) * si.middleRows(o, n);
-    } else {
-      const auto d = dy.segment(1 + mo[k], n);
-      rows = d.asDiagonal() * (si.middleRows(o, n) - r.slopes[k - 1].c * xw.middleCols(mo[k], n).transpose());
-    }
-    if (k < r.l) {
-      const int o1 = r.block_offset[k + 1], n1 = r.block_size(k + 1);
-      const auto d1 = dy.segment(1 + mo[k + 1], n1);
-      MatrixXd next = -r.slopes[k].c * si.middleRows(o1, n1);
-      if (r.slopes[k].a != 0.0) next += r.slopes[k].a * xw.middleCols(mo[k + 1], n1).transpose();
-      rows.noalias() += r.w[k].transpose() * (d1.asDiagonal() * next);
-    }
-  }
-}
-
-// b <- M^-1 b from M's backward elimination (with its maps F_k): c_l = b_l, c_k = b_k + F_{k+1}' c_{k+1},
-// then x_0 = Sigma_0^-1 c_0, x_k = Sigma_k^-1 c_k + F_k x_{k-1}.
-void solve_in_place(const Reduced& r, const Elimination& e, MatrixXd& b, MatrixXd& scratch) {
-  for (int k = r.l - 1; k >= 0; --k)
-    b.middleRows(r.block_offset[k], r.block_size(k)).noalias() +=
-        e.f[k + 1].transpose() * b.middleRows(r.block_offset[k + 1], r.block_size(k + 1));
-  for (int k = 0; k <= r.l; ++k) {
-    auto rows = b.middleRows(r.block_offset[k], r.block_size(k));
-    scratch = rows;
-    e.sigma[k].solve_lower_in_place(scratch);
-    e.sigma[k].solve_upper_in_place(scratch);
-    if (k > 0) scratch.noalias() += e.f[k] * b.middleRows(r.block_offset[k - 1], r.block_size(k - 1));
-    rows = scratch;
-  }
-}
-
-// Xh^-1 for X on E (Xh its maximum-determinant completion): the sum over the cliques (blocks k-1, k)
-// of their inverses, less the separators' (blocks 1..l-1). False if a clique is not definite (X is
-// then not completable).
-bool completion_inverse(const Reduced& r, const Banded& x, Banded& out) {
-  out.diag.resize(r.l + 1);
-  out.sub.resize(r.l + 1);
-  for (int k = 0; k <= r.l; ++k) out.diag[k] = MatrixXd::Zero(r.block_size(k), r.block_size(k));
-  for (int k = 1; k <= r.l; ++k) {
-    const int np = r.block_size(k - 1), n = r.block_size(k);
-    MatrixXd clique(np + n, np + n);
-    clique.topLeftCorner(np, np) = x.diag[k - 1];
-    clique.bottomLeftCorner(n, np) = x.sub[k];
-    clique.topRightCorner(np, n) = x.sub[k].transpose();
-    clique.bottomRightCorner(n, n) = x.diag[k];
-    const Eigen::LLT<MatrixXd> llt(clique);
-    if (llt.info() != Eigen::Success) return false;
-    const MatrixXd inverse = llt.solve(MatrixXd::Identity(np + n, np + n));
-    out.diag[k - 1] += inverse.topLeftCorner(np, np);
-    out.sub[k] = inverse.bottomLeftCorner(n, np);
-    out.diag[k] += inverse.bottomRightCorner(n, n);
-    if (k < r.l) {
-      const Eigen::LLT<MatrixXd> separator(x.diag[k]);
-      if (separator.info() != Eigen::Success) return false;
-      out.diag[k] -= separator.solve(MatrixXd::Identity(n, n));
-    }
-  }
-  return true;
-}
-
-// The largest a <= 1 (or +inf) with every clique of X + a dX definite, X's cliques definite.
-double clique_step(const Reduced& r, const Banded& x, const Banded& dx) {
-  std::vector<double> steps(r.l + 1, kInf);
-#pragma omp parallel for schedule(dynamic)
-  for (int k = 1; k <= r.l; ++k) {
-    const int np = r.block_size(k - 1), n = r.block_size(k);
-    MatrixXd c(np + n, np + n), d(np + n, np + n);
-    c.topLeftCorner(np, np) = x.diag[k - 1];
-    c.bottomLeftCorner(n, np) = x.sub[k];
-    c.topRightCorner(np, n) = x.sub[k].transpose();
-    c.bottomRightCorner(n, n) = x.diag[k];
-    d.topLeftCorner(np, np) = dx.diag[k - 1];
-    d.bottomLeftCorner(n, np) = dx.sub[k];
-    d.topRightCorner(np, n) = dx.sub[k].transpose();
-    d.bottomRightCorner(n, n) = dx.diag[k];
-    const Eigen::LLT<MatrixXd> llt(c);
-    MatrixXd t = llt.matrixL().solve(d);
-    t = llt.matrixL().solve(t.transpose()).eval();
-    const double least = Eigen::SelfAdjointEigenSolver<MatrixXd>(0.5 * (t + t.transpose()), Eigen::EigenvaluesOnly).eigenvalues()(0);
-    if (least < 0) steps[k] = -1 / least;
-  }
-  return *std::min_element(steps.begin(), steps.end());
-}
-
-// The largest a with v + a dv > 0 (+inf if dv >= 0).
-double ratio_step(const VectorXd& v, const VectorXd& dv) {
-  double step = kInf;
-  for (Eigen::Index i = 0; i < v.size(); ++i)
-    if (dv(i) < 0) step = std::min(step, -v(i) / dv(i));
-  return step;
-}
-
-// Nearly the largest a <= cap with M(y + a dy) definite (to 7% by bisection; M(y) is definite).
-double lmi_step(const Reduced& r, const VectorXd& y, const VectorXd& dy, double cap) {
-  auto feasible = [&](double a) { return eliminate(lmi_at(r, y + a * dy), EliminationOutput::LogDet).ok; };
-  if (feasible(cap)) return cap;
-  double hi = cap, lo = cap;
-  do {
-    hi = lo;
-    lo *= 0.5;
-  } while (lo > 1e-14 * cap && !feasible(lo));
-  if (lo <= 1e-14 * cap) return 0.0;
-  for (int i = 0; i < 4; ++i) {
-    const double mid = 0.5 * (lo + hi);
-    (feasible(mid) ? lo : hi) = mid;
-  }
-  return lo;
-}
-
-// B_ij = tr(A_i Xh A_j M^-1), the HKM direction's Newton system (lower triangle): with
-// P_ij = G_i' Xh G_j and Q_ij = G_i' M^-1 G_j (as in Barrier::add_part), tr(S_i P_ij S_j Q_ij').
-void hkm_matrix(const Reduced& r, const MatrixXd& xh, const MatrixXd& si, MatrixXd& b, Workspace& wx, Workspace& ws) {
-  const int l = r.l, big_n = r.n_multipliers, n0 = r.block_size(0);
-  fill_products(r, xh, wx);
-  fill_products(r, si, ws);
-  b.resize(1 + big_n, 1 + big_n);
-  const auto& mo = r.multiplier_offset;
-  auto width = [&](int k) { return mo[k + 1] - mo[k]; };
-  const auto pee = xh.bottomRightCorner(big_n, big_n), qee = si.bottomRightCorner(big_n, big_n);
-  const auto pew = wx.xw.bottomRows(big_n), qew = ws.xw.bottomRows(big_n);
-  auto h = b.block(1, 1, big_n, big_n);
-#pragma omp parallel for schedule(dynamic)
-  for (int k = 1; k <= l; ++k) {
-    const double c = r.slopes[k - 1].c, a = r.slopes[k - 1].a;
-    for (int kk = 1; kk <= k; ++kk) {
-      const double c2 = r.slopes[kk - 1].c, a2 = r.slopes[kk - 1].a;
-      const int ri = mo[k], rn = width(k), ci = mo[kk], cn = width(kk);
-      const Eigen::ArrayXXd p_ee = pee.block(ri, ci, rn, cn), p_ew = pew.block(ri, ci, rn, cn),
-                            p_we = pew.block(ci, ri, cn, rn).transpose(), p_ww = wx.pww.block(ri, ci, rn, cn);
-      // L = S_i P, then T = L S_j.
-      const Eigen::ArrayXXd l_ee = p_ee - c * p_we, l_ew = p_ew - c * p_ww, l_we = a * p_we - c * p_ee,
-                            l_ww = a * p_ww - c * p_ew;
-      h.block(ri, ci, rn, cn) = ((l_ee - c2 * l_ew) * qee.block(ri, ci, rn, cn).array() +
-                                 (a2 * l_ew - c2 * l_ee) * qew.block(ri, ci, rn, cn).array() +
-                                 (l_we - c2 * l_ww) * qew.block(ci, ri, cn, rn).transpose().array() +
-                                 (a2 * l_ww - c2 * l_we) * ws.pww.block(ri, ci, rn, cn).array())
-                                    .matrix();
-    }
-  }
-  b(0, 0) = xh.topLeftCorner(n0, n0).cwiseProduct(si.topLeftCorner(n0, n0)).sum();
-  const auto pe = xh.bottomLeftCorner(big_n, n0), qe = si.bottomLeftCorner(big_n, n0);
-  for (int k = 1; k <= l; ++k) {
-    const double c = r.slopes[k - 1].c, a = r.slopes[k - 1].a;
-    for (int i = mo[k]; i < mo[k + 1]; ++i)
-      b(1 + i, 0) = pe.row(i).dot(qe.row(i)) - c * (wx.rw.row(i).dot(qe.row(i)) + pe.row(i).dot(ws.rw.row(i))) +
-                    a * wx.rw.row(i).dot(ws.rw.row(i));
-  }
-}
-
-// The fraction of the way to the boundary each step takes (measured on the prototype: 0.9 took 13 / 17
-// / 23 iterations on random 3 / 10 / 20-layer MLPs, 0.98 took 13 / 23 / 39).
-constexpr double kStepToBoundary = 0.9;
-constexpr int kMaxPrimalDualSteps = 100;
-
-struct PrimalDualStep {
-  VectorXd dy, dz;
-  Banded ds, dx;
-  MatrixXd t, u;  // dS M^-1 and Xh dS M^-1 (u: the predictor's only)
-};
-
-Path primal_dual_path(const Reduced& r, VectorXd y, const LipSdpOptions& options) {
-  const int n = r.n_multipliers;
-  const double nu = r.dimension + n;
-  Path path;
-  path.status = "max_steps";
-  Elimination es = eliminate(lmi_at(r, y), EliminationOutput::InverseMaps);
-  if (!es.ok) {
-    path.status = "stalled";
-    return path;
-  }
-  MatrixXd si, xh;  // M^-1 and Xh, dense
-  lower_block_inverse(r, es, si);
-  // Start on the central path's complementarity (X = mu M^-1 on E, z = mu / lambda), with X's trace
-  // on the input block what the primal's rho row asks (1).
-  const double mu0 = 1.0 / si.topLeftCorner(r.block_size(0), r.block_size(0)).trace();
-  Banded x = scaled(on_pattern(r, si), mu0);
-  VectorXd z = mu0 * y.tail(n).cwiseInverse();
-  NewtonSolver solver(options.single_precision_newton_from);
-  MatrixXd b, scratch;
-  Workspace wx, ws;
-  // Kept from step to step: fresh dense matrices of this size cost a page fault per page.
-  PrimalDualStep affine, corrector;
-  for (;;) {
-    path.points.push_back(y);
-    const VectorXd lambda = y.tail(n);
-    const Banded m = lmi_at(r, y);
-    const double mu = (pattern_dot(x, m) + z.dot(lambda)) / nu;
-    path.relative_gap = mu * nu / y(0);
-    if (path.relative_gap <= options.tol) {
-      path.status = "optimal";
-      break;
-    }
-    if (path.steps >= std::min(options.max_newton_steps, kMaxPrimalDualSteps)) break;
-    Banded kinv;
-    if (!completion_inverse(r, x, kinv)) {
-      path.status = "stalled";
-      break;
-    }
-    const Elimination ek = eliminate(kinv, EliminationOutput::InverseMaps);
-    if (!ek.ok) {
-      path.status = "stalled";
-      break;
-    }
-    lower_block_inverse(r, ek, xh);
-    hkm_matrix(r, xh, si, b, wx, ws);
-    b.diagonal().tail(n) += z.cwiseQuotient(lambda);
-    ++path.steps;
-    solver.factorize(b);
-    mirror_blocks(r, si);
-    mirror_blocks(r, xh);
-    const Banded si_e = on_pattern(r, si);
-    const VectorXd a_si = adjoint_map(r, si_e);
-
-    // The Newton step towards X M = mu_t I, z lambda = mu_t, less the second-order term (K, kz). With
-    // T = dS M^-1 and U = Xh T, dX = mu_t M^-1 - X - (U + U')/2 - K on E. The predictor keeps T and a
-    // dense U (by block solves with Xh^-1), which its second-order term needs; the corrector only
-    // needs U on E.
-    auto direction = [&](PrimalDualStep& d, double mu_t, const Banded* k, const VectorXd* kz, bool keep_dense_u) {
-      VectorXd rhs = mu_t * a_si;
-      if (k) rhs -= adjoint_map(r, *k);
-      rhs.tail(n) += mu_t * lambda.cwiseInverse();
-      if (kz) rhs.tail(n) -= *kz;
-      rhs(0) -= 1.0;
-      d.dy = solver.solve(rhs);
-      d.ds = lmi_change(r, d.dy);
-      change_times_inverse(r, d.dy, si, ws.xw, d.t);
-      Banded u_sym;
-      if (keep_dense_u) {
-        d.u = d.t;
-        solve_in_place(r, ek, d.u, scratch);
-        u_sym = symmetric_part_on_pattern(r, d.u);
-      } else {
-        u_sym = symmetric_product_on_pattern(r, [&](int q) { return xh.middleRows(r.block_offset[q], r.block_size(q)); }, d.t);
-      }
-      d.dx = plus(plus(scaled(si_e, mu_t), -1.0, x), -1.0, u_sym);
-      if (k) d.dx = plus(d.dx, -1.0, *k);
-      d.dz = mu_t * lambda.cwiseInverse() - z - z.cwiseQuotient(lambda).cwiseProduct(d.dy.tail(n));
-      if (kz) d.dz -= *kz;
-    };
-    auto step_lengths = [&](const PrimalDualStep& d, double cap, double& ap, double& ad) {
-      ap = std::min({cap, ratio_step(z, d.dz), clique_step(r, x, d.dx)});
-      ad = lmi_step(r, y, d.dy, std::min(cap, ratio_step(lambda, d.dy.tail(n))));
-    };
-
-    direction(affine, 0.0, nullptr, nullptr, true);
-    double ap, ad;
-    step_lengths(affine, 1.0, ap, ad);
-    const double mu_affine =
-        (pattern_dot(plus(x, ap, affine.dx), plus(m, ad, affine.ds)) + (z + ap * affine.dz).dot(lambda + ad * affine.dy.tail(n))) / nu;
-    const double sigma = std::min(1.0, std::pow(mu_affine / mu, 3));
-    // Second-order term: K = dX dS M^-1 with the predictor's dX = -Xh - (U + U')/2, i.e.
-    // K = -U - (U T + T' U) / 2, its symmetric part on E; kz = dz dlambda / lambda.
-    const Banded ut = symmetric_product_on_pattern(
-        r, [&](int q) { return affine.u.middleRows(r.block_offset[q], r.block_size(q)); }, affine.t);
-    const Banded tu = symmetric_product_on_pattern(
-        r, [&](int q) { return affine.t.middleCols(r.block_offset[q], r.block_size(q)).transpose(); }, affine.u);
-    const Banded k = plus(plus(scaled(symmetric_part_on_pattern(r, affine.u), -1.0), -0.5, ut), -0.5, tu);
-    const VectorXd kz = affine.dz.cwiseProduct(affine.dy.tail(n)).cwiseQuotient(lambda);
-    PrimalDualStep& d = corrector;
-    direction(d, sigma * mu, &k, &kz, false);
-    step_lengths(d, 1.0 / kStepToBoundary, ap, ad);
-    ap = std::min(1.0, kStepToBoundary * ap);
-    ad = std::min(1.0, kStepToBoundary * ad);
-    if (!(ad > 0)) {
-      path.status = "stalled";
-      break;
-    }
-    y += ad * d.dy;
-    x = plus(x, ap, d.dx);
-    z += ap * d.dz;
-    es = eliminate(lmi_at(r, y), EliminationOutput::InverseMaps);
-    if (!es.ok) {
-      path.status = "stalled";
-      break;
-    }
-    lower_block_inverse(r, es, si);
-  }
   return path;
 }
 
@@ -1263,7 +716,7 @@ LipSdpResult solve_lipsdp(const SharedLipSdp& problem, const LipSdpOptions& opti
     // networks centre far slower from t rho = 1 or 10 nu).
     const double t = 0.1 * barrier.nu() / std::max(y(0), 1e-300);
     if (subset.size() == 1 && subset[0].identity_groups && options.primal_dual && std::isinf(options.stop_above)) {
-      path = primal_dual_path(subset[0], y, path_options);
+      path = lipsdp::primal_dual_path(subset[0], y, path_options);
       if (path.status != "optimal") {
         steps += path.steps;
         path = follow_path(barrier, y, t, path_options);
