@@ -162,18 +162,23 @@ void change_times_inverse(const Reduced& r, const VectorXd& dy, const MatrixXd& 
 }
 
 // b <- M^-1 b from M's backward elimination (with its maps F_k): c_l = b_l, c_k = b_k + F_{k+1}' c_{k+1},
-// then x_0 = Sigma_0^-1 c_0, x_k = Sigma_k^-1 c_k + F_k x_{k-1}.
-void solve_in_place(const Reduced& r, const Elimination& e, MatrixXd& b, MatrixXd& scratch) {
-  for (int k = r.l - 1; k >= 0; --k)
-    b.middleRows(r.block_offset[k], r.block_size(k)).noalias() +=
-        e.f[k + 1].transpose() * b.middleRows(r.block_offset[k + 1], r.block_size(k + 1));
-  for (int k = 0; k <= r.l; ++k) {
-    auto rows = b.middleRows(r.block_offset[k], r.block_size(k));
-    scratch = rows;
-    e.sigma[k].solve_lower_in_place(scratch);
-    e.sigma[k].solve_upper_in_place(scratch);
-    if (k > 0) scratch.noalias() += e.f[k] * b.middleRows(r.block_offset[k - 1], r.block_size(k - 1));
-    rows = scratch;
+// then x_0 = Sigma_0^-1 c_0, x_k = Sigma_k^-1 c_k + F_k x_{k-1}. Each thread sweeps its own panels of
+// columns: by block, with the threads inside each small product, they spent much of the sweep waiting.
+void solve_in_place(const Reduced& r, const Elimination& e, MatrixXd& b) {
+  constexpr Eigen::Index kPanel = 256;
+  const Eigen::Index panels = (b.cols() + kPanel - 1) / kPanel;
+#pragma omp parallel for schedule(dynamic)
+  for (Eigen::Index p = 0; p < panels; ++p) {
+    auto panel = b.middleCols(p * kPanel, std::min(kPanel, b.cols() - p * kPanel));
+    auto rows = [&](int k) { return panel.middleRows(r.block_offset[k], r.block_size(k)); };
+    for (int k = r.l - 1; k >= 0; --k) rows(k).noalias() += e.f[k + 1].transpose() * rows(k + 1);
+    for (int k = 0; k <= r.l; ++k) {
+      auto c = rows(k);
+      const auto l = e.sigma[k].factor().triangularView<Eigen::Lower>();
+      l.solveInPlace(c);
+      l.transpose().solveInPlace(c);
+      if (k > 0) c.noalias() += e.f[k] * rows(k - 1);
+    }
   }
 }
 
@@ -327,7 +332,7 @@ Path primal_dual_path(const Reduced& r, VectorXd y, const LipSdpOptions& options
   Banded x = scaled(symmetric_part_on_pattern(r, si), mu0);
   VectorXd z = mu0 * y.tail(n).cwiseInverse();
   NewtonSolver solver(options.single_precision_newton_from);
-  MatrixXd b, scratch;
+  MatrixXd b;
   Workspace wx, ws;
   // Kept from step to step: fresh dense matrices of this size cost a page fault per page.
   PrimalDualStep affine, corrector;
@@ -378,7 +383,7 @@ Path primal_dual_path(const Reduced& r, VectorXd y, const LipSdpOptions& options
       Banded u_sym;
       if (keep_dense_u) {
         d.u = d.t;
-        solve_in_place(r, ek, d.u, scratch);
+        solve_in_place(r, ek, d.u);
         u_sym = symmetric_part_on_pattern(r, d.u);
       } else {
         u_sym = symmetric_product_on_pattern(r, [&](int q) { return xh.middleRows(r.block_offset[q], r.block_size(q)); }, d.t);

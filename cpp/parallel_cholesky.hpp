@@ -18,6 +18,8 @@ class BasicParallelCholesky {
   // The matrix to factorise: fill its lower triangle, then call factorize(). Kept between
   // factorisations of one size, so that no fresh memory is touched.
   Matrix& matrix() { return l_; }
+  // After factorize(): L in the lower triangle, for callers that solve inside their own threads.
+  const Matrix& factor() const { return l_; }
   // Overwrites the lower triangle with L (A = L L'). False when a pivot is not positive (A is not
   // numerically positive definite); the solves are then meaningless.
   bool factorize();
