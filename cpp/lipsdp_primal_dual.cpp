@@ -14,10 +14,10 @@ namespace {
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // Mehrotra's primal-dual method for one LMI with a multiplier per neuron (LipSDP-Neuron's own
-// problem). The barrier method above needs 3-7x more Newton systems than a primal-dual method on it:
-// most of its steps centre the path (measured against a dense prototype of this method: 46 / 59 / 103
-// against 14 / 16 / 26 on GLipSDP's MNIST W64 with 8 / 16 / 32 weights; Clarabel took 14-20 on random
-// 3-20-layer MLPs where the barrier took 35-69).
+// problem). The barrier method (lipsdp_solver.cpp) needs 2.5-5x more Newton systems, most of them
+// centring its path: 46 / 59 / 103 / 193 against this method's 14 / 16 / 25 / 40 on GLipSDP's MNIST
+// W64 with 8 / 16 / 32 / 64 weights (Clarabel took 14-20 on random 3-20-layer MLPs where the barrier
+// took 35-69). Each of its iterations costs about 4x a barrier step, though, so it is not the default.
 //
 // The primal variable X only enters through its entries on M's block-tridiagonal pattern E (every A_j
 // and C lie there), so X is held on E, kept completable (every 2-block clique definite), and used
@@ -303,6 +303,7 @@ void hkm_matrix(const Reduced& r, const MatrixXd& xh, const MatrixXd& si, Matrix
 // The fraction of the way to the boundary each step takes (measured on the prototype: 0.9 took 13 / 17
 // / 23 iterations on random 3 / 10 / 20-layer MLPs, 0.98 took 13 / 23 / 39).
 constexpr double kStepToBoundary = 0.9;
+// Over twice the most any measured network took (40); past it the barrier method takes over.
 constexpr int kMaxPrimalDualSteps = 100;
 
 struct PrimalDualStep {
