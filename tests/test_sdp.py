@@ -142,6 +142,13 @@ def test_the_primal_dual_solve_needs_a_third_of_the_barriers_newton_systems_on_a
     layer = [_core.lipsdp_solve(*args, per_layer=True, primal_dual=flag) for flag in (False, True)]
     assert layer[0]["newton_steps"] == layer[1]["newton_steps"]
     assert layer[0]["certified_upper"] == layer[1]["certified_upper"]
+    # Where it does not reach its optimum, the barrier method runs from the same start: its steps
+    # are added, its points proved.
+    cut = _core.lipsdp_solve(*args, primal_dual=True, max_newton_steps=5)
+    barrier_cut = _core.lipsdp_solve(*args, primal_dual=False, max_newton_steps=5)
+    assert cut["status"] == barrier_cut["status"] == "max_steps"
+    assert cut["newton_steps"] == 10 and barrier_cut["newton_steps"] == 5
+    assert cut["certified_upper"] == barrier_cut["certified_upper"] >= barrier["certified_upper"]
 
 
 def test_a_solve_stops_once_its_optimum_is_above_a_given_bound():
