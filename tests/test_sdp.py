@@ -129,7 +129,7 @@ def test_the_primal_dual_solve_equals_cvxpy_and_the_barrier_solve(sizes, activat
 
 @pytest.mark.parametrize("activation", ["relu", "leaky"])
 def test_the_primal_dual_solve_needs_a_third_of_the_barriers_newton_systems_on_a_deep_network(activation):
-    # Measured: 23 / 21 against 69 / 58 on these 20 x 20 MLPs; both end at the same optimum, and the
+    # Measured: 23 / 20 against 69 / 58 on these 20 x 20 MLPs; both end at the same optimum, and the
     # primal-dual method's points are proved like the barrier's.
     from lipcert import _core
     args = slope_restricted_problem(mlp([20] * 21 + [1], activation, seed=20)).core_args()
