@@ -1,4 +1,5 @@
-// Log-barrier Newton method for LipSDP, block by block.
+// LipSDP solves: the log-barrier Newton method (block by block), and the driver around it and the
+// primal-dual method of lipsdp_primal_dual.cpp (start, active set of LMIs, proof of the end points).
 #include <omp.h>
 
 #include <algorithm>
