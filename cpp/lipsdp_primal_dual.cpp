@@ -182,6 +182,17 @@ void solve_in_place(const Reduced& r, const Elimination& e, MatrixXd& b) {
   }
 }
 
+// The clique of blocks k-1 and k of a matrix on E, as one dense matrix.
+MatrixXd clique(const Reduced& r, const Banded& x, int k) {
+  const int np = r.block_size(k - 1), n = r.block_size(k);
+  MatrixXd c(np + n, np + n);
+  c.topLeftCorner(np, np) = x.diag[k - 1];
+  c.bottomLeftCorner(n, np) = x.sub[k];
+  c.topRightCorner(np, n) = x.sub[k].transpose();
+  c.bottomRightCorner(n, n) = x.diag[k];
+  return c;
+}
+
 // Xh^-1 for X on E (Xh its maximum-determinant completion): the sum over the cliques (blocks k-1, k)
 // of their inverses, less the separators' (blocks 1..l-1). False if a clique is not definite (X is
 // then not completable).
@@ -191,12 +202,7 @@ bool completion_inverse(const Reduced& r, const Banded& x, Banded& out) {
   for (int k = 0; k <= r.l; ++k) out.diag[k] = MatrixXd::Zero(r.block_size(k), r.block_size(k));
   for (int k = 1; k <= r.l; ++k) {
     const int np = r.block_size(k - 1), n = r.block_size(k);
-    MatrixXd clique(np + n, np + n);
-    clique.topLeftCorner(np, np) = x.diag[k - 1];
-    clique.bottomLeftCorner(n, np) = x.sub[k];
-    clique.topRightCorner(np, n) = x.sub[k].transpose();
-    clique.bottomRightCorner(n, n) = x.diag[k];
-    const Eigen::LLT<MatrixXd> llt(clique);
+    const Eigen::LLT<MatrixXd> llt(clique(r, x, k));
     if (llt.info() != Eigen::Success) return false;
     const MatrixXd inverse = llt.solve(MatrixXd::Identity(np + n, np + n));
     out.diag[k - 1] += inverse.topLeftCorner(np, np);
@@ -216,18 +222,8 @@ double clique_step(const Reduced& r, const Banded& x, const Banded& dx) {
   std::vector<double> steps(r.l + 1, kInf);
 #pragma omp parallel for schedule(dynamic)
   for (int k = 1; k <= r.l; ++k) {
-    const int np = r.block_size(k - 1), n = r.block_size(k);
-    MatrixXd c(np + n, np + n), d(np + n, np + n);
-    c.topLeftCorner(np, np) = x.diag[k - 1];
-    c.bottomLeftCorner(n, np) = x.sub[k];
-    c.topRightCorner(np, n) = x.sub[k].transpose();
-    c.bottomRightCorner(n, n) = x.diag[k];
-    d.topLeftCorner(np, np) = dx.diag[k - 1];
-    d.bottomLeftCorner(n, np) = dx.sub[k];
-    d.topRightCorner(np, n) = dx.sub[k].transpose();
-    d.bottomRightCorner(n, n) = dx.diag[k];
-    const Eigen::LLT<MatrixXd> llt(c);
-    MatrixXd t = llt.matrixL().solve(d);
+    const Eigen::LLT<MatrixXd> llt(clique(r, x, k));
+    MatrixXd t = llt.matrixL().solve(clique(r, dx, k));
     t = llt.matrixL().solve(t.transpose()).eval();
     const double least = Eigen::SelfAdjointEigenSolver<MatrixXd>(0.5 * (t + t.transpose()), Eigen::EigenvaluesOnly).eigenvalues()(0);
     if (least < 0) steps[k] = -1 / least;
