@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "lipsdp_chain_inverse.hpp"
 #include "lipsdp_solver_parts.hpp"
 
 namespace lipcert::lipsdp {
@@ -17,19 +18,36 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // problem). The barrier method (lipsdp_solver.cpp) needs 2.5-5x more Newton systems, most of them
 // centring its path: 46 / 59 / 103 / 193 against this method's 13 / 15 / 25 / 38 on GLipSDP's MNIST
 // W64 with 8 / 16 / 32 / 64 weights (Clarabel took 14-20 on random 3-20-layer MLPs where the barrier
-// took 35-69). Each of its iterations costs about 4x a barrier step, though, so it is not the default.
+// took 35-69). Each of its iterations costs 2-4x a barrier step, though: it pays from about 24 hidden
+// layers (LipSdpOptions::primal_dual).
 //
 // The primal variable X only enters through its entries on M's block-tridiagonal pattern E (every A_j
 // and C lie there), so X is held on E, kept completable (every 2-block clique definite), and used
 // through its maximum-determinant completion Xh, whose inverse lies on E: the chordal primal-dual
 // method of Fukuda, Kojima, Murota and Nakata (SDPA-C). Its Newton system over y = (rho, lambda) has
-// the same shape as the barrier's: B_ij = tr(A_i Xh A_j M^-1) (the HKM direction).
+// the same shape as the barrier's: B_ij = tr(A_i Xh A_j M^-1) (the HKM direction). Its directions
+// only need products such as Xh dS M^-1 on E, which chains of block-tridiagonal inverses give in
+// O(d w^3) for d layers of width w (lipsdp_chain_inverse.hpp); near the optimum, where those lose
+// accuracy, dense products take over, O(d^2 w^3).
 //
 // The dual stays feasible throughout (M(y) definite, lambda > 0), so every point it passes can be
 // proved by lipsdp_certified_bound; the primal may start infeasible.
 
 // Matrices on E as blocks: X, its steps, and the second-order term.
 using Banded = BlockTridiagonal;
+
+// The blocks on E of a symmetric matrix stored in its lower triangle (diagonal blocks whole).
+Banded on_pattern(const Reduced& r, const MatrixXd& x) {
+  Banded b;
+  b.diag.resize(r.l + 1);
+  b.sub.resize(r.l + 1);
+  for (int k = 0; k <= r.l; ++k) {
+    const int o = r.block_offset[k], n = r.block_size(k);
+    b.diag[k] = 0.5 * (x.block(o, o, n, n) + x.block(o, o, n, n).transpose());
+    if (k > 0) b.sub[k] = x.block(o, r.block_offset[k - 1], n, r.block_size(k - 1));
+  }
+  return b;
+}
 
 // The blocks on E of (U + U') / 2 for a dense U.
 Banded symmetric_part_on_pattern(const Reduced& r, const MatrixXd& u) {
@@ -197,38 +215,52 @@ MatrixXd clique(const Reduced& r, const Banded& x, int k) {
 // of their inverses, less the separators' (blocks 1..l-1). False if a clique is not definite (X is
 // then not completable).
 bool completion_inverse(const Reduced& r, const Banded& x, Banded& out) {
+  std::vector<MatrixXd> inverses(r.l + 1), separators(r.l + 1);
+  int failed = 0;
+#pragma omp parallel for schedule(dynamic) reduction(+ : failed)
+  for (int k = 1; k <= r.l; ++k) {
+    const Eigen::LLT<MatrixXd> llt(clique(r, x, k));
+    if (llt.info() != Eigen::Success) {
+      ++failed;
+      continue;
+    }
+    inverses[k] = llt.solve(MatrixXd::Identity(llt.rows(), llt.rows()));
+    if (k < r.l) {
+      const Eigen::LLT<MatrixXd> separator(x.diag[k]);
+      if (separator.info() != Eigen::Success) ++failed;
+      else separators[k] = separator.solve(MatrixXd::Identity(x.diag[k].rows(), x.diag[k].rows()));
+    }
+  }
+  if (failed > 0) return false;
   out.diag.resize(r.l + 1);
   out.sub.resize(r.l + 1);
   for (int k = 0; k <= r.l; ++k) out.diag[k] = MatrixXd::Zero(r.block_size(k), r.block_size(k));
   for (int k = 1; k <= r.l; ++k) {
     const int np = r.block_size(k - 1), n = r.block_size(k);
-    const Eigen::LLT<MatrixXd> llt(clique(r, x, k));
-    if (llt.info() != Eigen::Success) return false;
-    const MatrixXd inverse = llt.solve(MatrixXd::Identity(np + n, np + n));
-    out.diag[k - 1] += inverse.topLeftCorner(np, np);
-    out.sub[k] = inverse.bottomLeftCorner(n, np);
-    out.diag[k] += inverse.bottomRightCorner(n, n);
-    if (k < r.l) {
-      const Eigen::LLT<MatrixXd> separator(x.diag[k]);
-      if (separator.info() != Eigen::Success) return false;
-      out.diag[k] -= separator.solve(MatrixXd::Identity(n, n));
-    }
+    out.diag[k - 1] += inverses[k].topLeftCorner(np, np);
+    out.sub[k] = inverses[k].bottomLeftCorner(n, np);
+    out.diag[k] += inverses[k].bottomRightCorner(n, n);
+    if (k < r.l) out.diag[k] -= separators[k];
   }
   return true;
 }
 
-// The largest a <= 1 (or +inf) with every clique of X + a dX definite, X's cliques definite.
-double clique_step(const Reduced& r, const Banded& x, const Banded& dx) {
+// The largest a <= cap with every clique of X + a dX definite, X's cliques definite. Only the cliques
+// that a Cholesky factorisation finds indefinite at cap need their eigenvalues (measured: the
+// eigenvalues of every clique were 11% of an iteration on GLipSDP's MNIST W64 with 32 weights).
+double clique_step(const Reduced& r, const Banded& x, const Banded& dx, double cap) {
   std::vector<double> steps(r.l + 1, kInf);
 #pragma omp parallel for schedule(dynamic)
   for (int k = 1; k <= r.l; ++k) {
-    const Eigen::LLT<MatrixXd> llt(clique(r, x, k));
-    MatrixXd t = llt.matrixL().solve(clique(r, dx, k));
+    const MatrixXd xc = clique(r, x, k), dxc = clique(r, dx, k);
+    if (std::isfinite(cap) && Eigen::LLT<MatrixXd>(xc + cap * dxc).info() == Eigen::Success) continue;
+    const Eigen::LLT<MatrixXd> llt(xc);
+    MatrixXd t = llt.matrixL().solve(dxc);
     t = llt.matrixL().solve(t.transpose()).eval();
     const double least = Eigen::SelfAdjointEigenSolver<MatrixXd>(0.5 * (t + t.transpose()), Eigen::EigenvaluesOnly).eigenvalues()(0);
     if (least < 0) steps[k] = -1 / least;
   }
-  return *std::min_element(steps.begin(), steps.end());
+  return std::min(cap, *std::min_element(steps.begin(), steps.end()));
 }
 
 // The largest a with v + a dv > 0 (+inf if dv >= 0).
@@ -304,13 +336,16 @@ void hkm_matrix(const Reduced& r, const MatrixXd& xh, const MatrixXd& si, Matrix
 double step_to_boundary(double predictor_primal, double predictor_dual) {
   return 0.9 + 0.09 * std::min(predictor_primal, predictor_dual);
 }
+// The chains' products lose accuracy as M and Xh^-1 approach singularity (measured: their error grew
+// about as cond(M)^2, the dense products' as cond(M)); past this residual the dense products take over.
+constexpr double kChainResidual = 1e-8;
 // Over twice the most any measured network took (38); past it the barrier method takes over.
 constexpr int kMaxPrimalDualSteps = 100;
 
 struct PrimalDualStep {
   VectorXd dy, dz;
   Banded ds, dx;
-  MatrixXd t, u;  // dS M^-1 and Xh dS M^-1 (u: the predictor's only)
+  MatrixXd t, u;  // dense products only: dS M^-1 and Xh dS M^-1 (u: the predictor's only)
 };
 
 }  // namespace
@@ -327,17 +362,17 @@ Path primal_dual_path(const Reduced& r, VectorXd y, const LipSdpOptions& options
   }
   MatrixXd si, xh;  // M^-1 and Xh, dense
   lower_block_inverse(r, es, si);
-  mirror_blocks(r, si);
   // Start on the central path's complementarity (X = mu M^-1 on E, z = mu / lambda), with X's trace
   // on the input block what the primal's rho row asks (1).
   const double mu0 = 1.0 / si.topLeftCorner(r.block_size(0), r.block_size(0)).trace();
-  Banded x = scaled(symmetric_part_on_pattern(r, si), mu0);
+  Banded x = scaled(on_pattern(r, si), mu0);
   VectorXd z = mu0 * y.tail(n).cwiseInverse();
   NewtonSolver solver(options.single_precision_newton_from);
   MatrixXd b;
   Workspace wx, ws;
   // Kept from step to step: fresh dense matrices of this size cost a page fault per page.
   PrimalDualStep affine, corrector;
+  bool dense_products = false;  // once the chains lose accuracy, for the rest of the path
   for (;;) {
     path.points.push_back(y);
     const VectorXd lambda = y.tail(n);
@@ -364,16 +399,15 @@ Path primal_dual_path(const Reduced& r, VectorXd y, const LipSdpOptions& options
     b.diagonal().tail(n) += z.cwiseQuotient(lambda);
     ++path.steps;
     solver.factorize(b);
-    mirror_blocks(r, si);
-    mirror_blocks(r, xh);
-    const Banded si_e = symmetric_part_on_pattern(r, si);
+    const Banded si_e = on_pattern(r, si);
     const VectorXd a_si = adjoint_map(r, si_e);
 
     // The Newton step towards X M = mu_t I, z lambda = mu_t, less the second-order term (K, kz). With
-    // T = dS M^-1 and U = Xh T, dX = mu_t M^-1 - X - (U + U')/2 - K on E. The predictor keeps T and a
-    // dense U (by block solves with Xh^-1), which its second-order term needs; the corrector only
-    // needs U on E.
-    auto direction = [&](PrimalDualStep& d, double mu_t, const Banded* k, const VectorXd* kz, bool keep_dense_u) {
+    // T = dS M^-1 and U = Xh T, dX = mu_t M^-1 - X - (U + U')/2 - K on E, where K = dX dS M^-1 with the
+    // predictor's dX = -Xh - (U + U')/2, i.e. K = -U - (U T + T'U)/2 (its symmetric part on E).
+    const ChainFactor lmi{&m, &es}, completion{&kinv, &ek};
+    bool mirrored = false;
+    auto direction = [&](PrimalDualStep& d, double mu_t, const Banded* k, const VectorXd* kz, Banded* second_order) {
       VectorXd rhs = mu_t * a_si;
       if (k) rhs -= adjoint_map(r, *k);
       rhs.tail(n) += mu_t * lambda.cwiseInverse();
@@ -381,14 +415,40 @@ Path primal_dual_path(const Reduced& r, VectorXd y, const LipSdpOptions& options
       rhs(0) -= 1.0;
       d.dy = solver.solve(rhs);
       d.ds = lmi_change(r, d.dy);
-      change_times_inverse(r, d.dy, si, ws.xw, d.t);
       Banded u_sym;
-      if (keep_dense_u) {
-        d.u = d.t;
-        solve_in_place(r, ek, d.u);
-        u_sym = symmetric_part_on_pattern(r, d.u);
-      } else {
-        u_sym = symmetric_product_on_pattern(r, [&](int q) { return xh.middleRows(r.block_offset[q], r.block_size(q)); }, d.t);
+      if (!dense_products) {
+        if (second_order) {
+          // The chain M, Xh^-1, M, M: G_12 = Xh dS M^-1 = U, G_13 = U T and G_02 = T'U.
+          const ChainInverse chain({lmi, completion, lmi, lmi}, {&d.ds, &d.ds, &d.ds}, 2);
+          u_sym = chain.symmetric_part(1, 2);
+          *second_order = plus(plus(scaled(u_sym, -1.0), -0.5, chain.symmetric_part(1, 3)), -0.5, chain.symmetric_part(0, 2));
+        } else {
+          u_sym = ChainInverse({completion, lmi}, {&d.ds}, 1).symmetric_part(0, 1);
+        }
+        // tr(A_i U) = (B dy)_i less the LP part, exactly: how far the chain's U is off.
+        VectorXd b_dy = b.selfadjointView<Eigen::Lower>() * d.dy;
+        b_dy.tail(n) -= z.cwiseQuotient(lambda).cwiseProduct(d.dy.tail(n));
+        dense_products = (adjoint_map(r, u_sym) - b_dy).norm() > kChainResidual * b_dy.norm();
+      }
+      if (dense_products) {
+        if (!mirrored) {
+          mirror_blocks(r, si);
+          mirror_blocks(r, xh);
+          mirrored = true;
+        }
+        change_times_inverse(r, d.dy, si, ws.xw, d.t);
+        if (second_order) {
+          d.u = d.t;
+          solve_in_place(r, ek, d.u);
+          u_sym = symmetric_part_on_pattern(r, d.u);
+          const Banded ut = symmetric_product_on_pattern(
+              r, [&](int q) { return d.u.middleRows(r.block_offset[q], r.block_size(q)); }, d.t);
+          const Banded tu = symmetric_product_on_pattern(
+              r, [&](int q) { return d.t.middleCols(r.block_offset[q], r.block_size(q)).transpose(); }, d.u);
+          *second_order = plus(plus(scaled(u_sym, -1.0), -0.5, ut), -0.5, tu);
+        } else {
+          u_sym = symmetric_product_on_pattern(r, [&](int q) { return xh.middleRows(r.block_offset[q], r.block_size(q)); }, d.t);
+        }
       }
       d.dx = plus(plus(scaled(si_e, mu_t), -1.0, x), -1.0, u_sym);
       if (k) d.dx = plus(d.dx, -1.0, *k);
@@ -396,26 +456,22 @@ Path primal_dual_path(const Reduced& r, VectorXd y, const LipSdpOptions& options
       if (kz) d.dz -= *kz;
     };
     auto step_lengths = [&](const PrimalDualStep& d, double cap, double& ap, double& ad) {
-      ap = std::min({cap, ratio_step(z, d.dz), clique_step(r, x, d.dx)});
+      ap = clique_step(r, x, d.dx, std::min(cap, ratio_step(z, d.dz)));
       ad = lmi_step(r, y, d.dy, std::min(cap, ratio_step(lambda, d.dy.tail(n))));
     };
 
-    direction(affine, 0.0, nullptr, nullptr, true);
+    Banded k;
+    direction(affine, 0.0, nullptr, nullptr, &k);
     double ap, ad;
     step_lengths(affine, 1.0, ap, ad);
     const double mu_affine =
         (pattern_dot(plus(x, ap, affine.dx), plus(m, ad, affine.ds)) + (z + ap * affine.dz).dot(lambda + ad * affine.dy.tail(n))) / nu;
     const double sigma = std::min(1.0, std::pow(mu_affine / mu, 3));
-    // Second-order term: K = dX dS M^-1 with the predictor's dX = -Xh - (U + U')/2, i.e.
-    // K = -U - (U T + T' U) / 2, its symmetric part on E; kz = dz dlambda / lambda.
-    const Banded ut = symmetric_product_on_pattern(
-        r, [&](int q) { return affine.u.middleRows(r.block_offset[q], r.block_size(q)); }, affine.t);
-    const Banded tu = symmetric_product_on_pattern(
-        r, [&](int q) { return affine.t.middleCols(r.block_offset[q], r.block_size(q)).transpose(); }, affine.u);
-    const Banded k = plus(plus(scaled(symmetric_part_on_pattern(r, affine.u), -1.0), -0.5, ut), -0.5, tu);
+    // kz = dz dlambda / lambda, the LP part's second-order term.
     const VectorXd kz = affine.dz.cwiseProduct(affine.dy.tail(n)).cwiseQuotient(lambda);
     PrimalDualStep& d = corrector;
-    direction(d, sigma * mu, &k, &kz, false);
+    direction(d, sigma * mu, &k, &kz, nullptr);
+    if (!dense_products) ++path.chain_steps;
     const double gamma = step_to_boundary(ap, ad);
     step_lengths(d, 1.0 / gamma, ap, ad);
     ap = std::min(1.0, gamma * ap);

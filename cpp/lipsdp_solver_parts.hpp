@@ -154,6 +154,7 @@ struct Path {
   // most recent last.
   std::vector<VectorXd> points;
   int steps = 0;
+  int chain_steps = 0;  // the primal-dual method's: iterations whose directions came from chains
   double relative_gap = 0.0;
   std::string status = "max_steps";
 };

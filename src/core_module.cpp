@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <optional>
 
 #include "lipcert/bab.hpp"
 #include "lipcert/certified_jvp.hpp"
@@ -66,6 +67,8 @@ py::dict lipsdp_result_dict(const LipSdpResult& r) {
   d["rho"] = r.rho;
   d["certified_upper"] = r.certified_upper;
   d["newton_steps"] = r.newton_steps;
+  d["primal_dual_steps"] = r.primal_dual_steps;
+  d["chain_steps"] = r.chain_steps;
   d["relative_gap"] = r.relative_gap;
   d["status"] = r.status;
   return d;
@@ -399,7 +402,7 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("lipsdp_solve", [](std::vector<Eigen::MatrixXd> weights, std::vector<double> alpha, std::vector<double> beta,
                            std::vector<double> weight_error, bool per_layer, double tol, int max_newton_steps,
-                           int single_precision_newton_from, double stop_above, bool primal_dual) {
+                           int single_precision_newton_from, double stop_above, std::optional<bool> primal_dual) {
     const SlopeRestrictedNetwork net{std::move(weights), std::move(alpha), std::move(beta), std::move(weight_error)};
     LipSdpOptions options = lipsdp_options(tol, max_newton_steps, single_precision_newton_from);
     options.multipliers = per_layer ? MultiplierKind::PerLayer : MultiplierKind::PerNeuron;
@@ -414,9 +417,9 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("weights"), py::arg("alpha"), py::arg("beta"), py::arg("weight_error"), py::arg("per_layer") = false,
      py::arg("tol") = 1e-7, py::arg("max_newton_steps") = 400,
      py::arg("single_precision_newton_from") = LipSdpOptions{}.single_precision_newton_from,
-     py::arg("stop_above") = LipSdpOptions{}.stop_above, py::arg("primal_dual") = LipSdpOptions{}.primal_dual,
-     "LipSDP-Neuron (or -Layer) by the chordal primal-dual or the block-tridiagonal barrier method, with its "
-     "certified bound.");
+     py::arg("stop_above") = LipSdpOptions{}.stop_above, py::arg("primal_dual") = py::none(),
+     "LipSDP-Neuron (or -Layer) by the chordal primal-dual or the block-tridiagonal barrier method (primal_dual: "
+     "None chooses by depth), with its certified bound.");
   m.def("lipsdp_channelwise_solve", [](const Network& net, double tol, int max_newton_steps,
                                        int single_precision_newton_from) {
     LipSdpResult r;

@@ -125,6 +125,9 @@ def test_the_primal_dual_solve_equals_cvxpy_and_the_barrier_solve(sizes, activat
     assert primal_dual["certified_upper"] == pytest.approx(lipsdp_cvxpy(net), rel=1e-4)
     assert primal_dual["certified_upper"] == pytest.approx(barrier["certified_upper"], rel=1e-6)
     assert primal_dual["newton_steps"] < barrier["newton_steps"]
+    # Every direction came from the chains of block-tridiagonal inverses (none needed dense products).
+    assert primal_dual["chain_steps"] == primal_dual["primal_dual_steps"] == primal_dual["newton_steps"]
+    assert barrier["primal_dual_steps"] == 0
 
 
 @pytest.mark.parametrize("activation", ["relu", "leaky"])
@@ -138,6 +141,7 @@ def test_the_primal_dual_solve_needs_a_third_of_the_barriers_newton_systems_on_a
     assert primal_dual["status"] == barrier["status"] == "optimal"
     assert primal_dual["certified_upper"] == pytest.approx(barrier["certified_upper"], rel=1e-6)
     assert 2 * primal_dual["newton_steps"] < barrier["newton_steps"]
+    assert primal_dual["chain_steps"] == primal_dual["newton_steps"]
     # LipSDP-Layer (multipliers shared within a layer) stays with the barrier method.
     layer = [_core.lipsdp_solve(*args, per_layer=True, primal_dual=flag) for flag in (False, True)]
     assert layer[0]["newton_steps"] == layer[1]["newton_steps"]
@@ -149,6 +153,33 @@ def test_the_primal_dual_solve_needs_a_third_of_the_barriers_newton_systems_on_a
     assert cut["status"] == barrier_cut["status"] == "max_steps"
     assert cut["newton_steps"] == 10 and barrier_cut["newton_steps"] == 5
     assert cut["certified_upper"] == barrier_cut["certified_upper"] >= barrier["certified_upper"]
+
+
+def test_the_primal_dual_directions_switch_to_dense_products_where_the_chains_lose_accuracy():
+    # The chains' error grows about as cond(M)^2, and on this ECLipsE net (4 inputs, one output) M
+    # gets ill-conditioned enough near the optimum (||M^-1|| ~ 1e12, measured) that the last
+    # iterations' directions need dense products: without them it stalled at 30 iterations.
+    from lipcert import _core
+    args = slope_restricted_problem(eclipse_net(5, 60)).core_args()
+    primal_dual = _core.lipsdp_solve(*args, primal_dual=True)
+    barrier = _core.lipsdp_solve(*args, primal_dual=False)
+    assert primal_dual["status"] == "optimal"
+    assert primal_dual["primal_dual_steps"] == primal_dual["newton_steps"] < barrier["newton_steps"]
+    assert 0 < primal_dual["chain_steps"] < primal_dual["newton_steps"]
+    assert primal_dual["certified_upper"] == pytest.approx(barrier["certified_upper"], rel=1e-6)
+
+
+def test_by_default_the_primal_dual_method_solves_networks_from_24_hidden_layers():
+    # It needs fewer Newton systems, but each costs more; measured, it pays from about 24 hidden layers.
+    from lipcert import _core
+    for hidden in (23, 24):
+        args = slope_restricted_problem(mlp([6] * (hidden + 1) + [1], "relu", seed=hidden)).core_args()
+        default = _core.lipsdp_solve(*args)
+        chosen = _core.lipsdp_solve(*args, primal_dual=hidden >= 24)
+        assert default["status"] == "optimal"
+        assert default["newton_steps"] == chosen["newton_steps"]
+        assert default["certified_upper"] == chosen["certified_upper"]
+        assert (default["primal_dual_steps"] > 0) == (hidden >= 24)
 
 
 def test_a_solve_stops_once_its_optimum_is_above_a_given_bound():
