@@ -84,12 +84,6 @@ using lipsdp::Reduced;
 using lipsdp::Workspace;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-// Where LipSdpOptions::primal_dual is unset, the primal-dual method solves LMIs of this many hidden
-// layers and more. Measured against the barrier method (bench_sdp.py --suite solvers): slower at 5-20
-// layers of 60-100 on the ECLipsE grid (up to 1.8x at 5 x 100), even at 50 x 20, and faster from about 30
-// layers (30 x 60 / 100: 0.87x / 0.81x, 50 x 60: 0.63x) and on GLipSDP's MNIST W64 (33 / 65 hidden
-// layers: 0.52x / 0.38x).
-constexpr int kPrimalDualFromLayers = 24;
 
 MatrixXd upper_r(const MatrixXd& tall) {
   Eigen::HouseholderQR<MatrixXd> qr(tall);
@@ -723,7 +717,7 @@ LipSdpResult solve_lipsdp(const SharedLipSdp& problem, const LipSdpOptions& opti
     // networks centre far slower from t rho = 1 or 10 nu).
     const double t = 0.1 * barrier.nu() / std::max(y(0), 1e-300);
     if (subset.size() == 1 && subset[0].identity_groups && std::isinf(options.stop_above) &&
-        options.primal_dual.value_or(subset[0].l >= kPrimalDualFromLayers)) {
+        options.primal_dual.value_or(subset[0].l >= kLipSdpPrimalDualFromLayers)) {
       path = lipsdp::primal_dual_path(subset[0], y, path_options);
       result.primal_dual_steps += path.steps;
       result.chain_steps += path.chain_steps;

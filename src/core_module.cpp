@@ -133,6 +133,7 @@ const Layer& layer_at(const Network& net, int index) {
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "lipcert C++ core (private; use the lipcert package)";
+  m.attr("lipsdp_primal_dual_from_layers") = kLipSdpPrimalDualFromLayers;
 
   py::enum_<LayerKind>(m, "LayerKind")
       .value("Dense", LayerKind::Dense)

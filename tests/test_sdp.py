@@ -172,14 +172,21 @@ def test_the_primal_dual_directions_switch_to_dense_products_where_the_chains_lo
 def test_by_default_the_primal_dual_method_solves_networks_from_24_hidden_layers():
     # It needs fewer Newton systems, but each costs more; measured, it pays from about 24 hidden layers.
     from lipcert import _core
-    for hidden in (23, 24):
+    deep = _core.lipsdp_primal_dual_from_layers
+    assert deep == 24
+    for hidden in (deep - 1, deep):
         args = slope_restricted_problem(mlp([6] * (hidden + 1) + [1], "relu", seed=hidden)).core_args()
         default = _core.lipsdp_solve(*args)
-        chosen = _core.lipsdp_solve(*args, primal_dual=hidden >= 24)
+        chosen = _core.lipsdp_solve(*args, primal_dual=hidden >= deep)
         assert default["status"] == "optimal"
         assert default["newton_steps"] == chosen["newton_steps"]
         assert default["certified_upper"] == chosen["certified_upper"]
-        assert (default["primal_dual_steps"] > 0) == (hidden >= 24)
+        assert (default["primal_dual_steps"] > 0) == (hidden >= deep)
+    # Its optimal end is a primal-dual pair within tol of the optimum, so sdp() skips the LipSDP-Layer
+    # cross-check that follows the barrier method on deep networks.
+    b = lc.lipschitz(mlp([6] * 25 + [1], "relu", seed=24), method="sdp")
+    assert b.certified and b.upper == pytest.approx(default["certified_upper"], rel=1e-12)
+    assert b.stats["primal_dual_steps"] == b.stats["newton_steps"] and "layer_solve" not in b.stats
 
 
 def test_a_solve_stops_once_its_optimum_is_above_a_given_bound():

@@ -74,6 +74,12 @@ SharedLipSdp channelwise_lipsdp(const Network& net);
 /// Whether channelwise_lipsdp takes the network (its layers' kinds and order), without building it.
 bool channelwise_lipsdp_applies(const Network& net);
 
+/// Where LipSdpOptions::primal_dual is unset, the primal-dual method solves LMIs with at least this many
+/// hidden layers. Its time against the barrier method's (benchmarks/bench_sdp.py --suite solvers, 2
+/// cores): 1.2-2x with 5-10 weight matrices of width 20-100 (the ECLipsE grid), 0.93-1.28x with 20,
+/// 0.6-0.94x with 30-50; on GLipSDP's MNIST W64 with 8 / 16 / 32 / 64 weights 1.03 / 0.93 / 0.59 / 0.39x.
+constexpr int kLipSdpPrimalDualFromLayers = 24;
+
 struct LipSdpOptions {
   MultiplierKind multipliers = MultiplierKind::PerNeuron;
   double tol = 1e-7;           ///< stop when the barrier's optimality gap is below tol * rho
@@ -86,11 +92,10 @@ struct LipSdpOptions {
   /// matters if it beats a bound already proved need not go on once it cannot.
   double stop_above = std::numeric_limits<double>::infinity();
   /// Solve one LMI with a multiplier per neuron (LipSDP-Neuron) by Mehrotra's primal-dual method on the
-  /// chordal cone (true) or by the barrier method (false); unset, by depth: the primal-dual method from
-  /// 24 hidden layers on. It needs 3-5x fewer Newton systems than the barrier method, but each costs
-  /// 2-4x a barrier step, so it only pays on deep networks. It falls back to the barrier method where it
-  /// fails, and is not used with a finite stop_above, whose lower estimate only the barrier's central
-  /// path gives.
+  /// chordal cone (true) or by the barrier method (false); unset, by depth (kLipSdpPrimalDualFromLayers).
+  /// It needs 3-5x fewer Newton systems than the barrier method, but each costs 2-4x a barrier step, so
+  /// it only pays on deep networks. It falls back to the barrier method where it fails, and is not used
+  /// with a finite stop_above, whose lower estimate only the barrier's central path gives.
   std::optional<bool> primal_dual;
 };
 
