@@ -101,13 +101,15 @@ def eclipse_net(layers, width):
     return lc.Network(layers_, input_shape=(4,))
 
 
-def test_the_neuron_solve_reaches_its_optimum_on_a_deep_network():
+@pytest.mark.parametrize("primal_dual", [False, True])
+def test_the_neuron_solve_reaches_its_optimum_on_a_deep_network(primal_dual):
     # 30 weights of width 20: LipSDP-Neuron's optimum is at most LipSDP-Layer's (whose multipliers
     # are feasible for it). The barrier method once stopped here at a falsely centred point 390x above
-    # it, hidden in sdp() by the LipSDP-Layer cross-check; the core solve alone must get there.
+    # it, hidden in sdp() by the LipSDP-Layer cross-check; the core solve alone must get there (by
+    # default this depth goes to the primal-dual method).
     from lipcert import _core
     problem = slope_restricted_problem(eclipse_net(30, 20))
-    neuron = _core.lipsdp_solve(*problem.core_args(), per_layer=False, tol=1e-7)
+    neuron = _core.lipsdp_solve(*problem.core_args(), per_layer=False, tol=1e-7, primal_dual=primal_dual)
     layer = _core.lipsdp_solve(*problem.core_args(), per_layer=True, tol=1e-7)
     assert neuron["status"] == "optimal" and layer["status"] == "optimal"
     assert neuron["certified_upper"] < 0.5 * layer["certified_upper"]
@@ -246,10 +248,11 @@ def test_single_precision_newton_solves_reach_the_double_precision_optimum():
     from lipcert import _core
     for net in (eclipse_net(30, 20), mlp([5, 40, 40, 40, 40, 2], "leaky", seed=2)):
         args = slope_restricted_problem(net).core_args()
-        single = _core.lipsdp_solve(*args, single_precision_newton_from=0)
-        double = _core.lipsdp_solve(*args, single_precision_newton_from=10**9)
-        assert single["status"] == double["status"] == "optimal"
-        assert single["certified_upper"] == pytest.approx(double["certified_upper"], rel=1e-6)
+        for primal_dual in (False, True):
+            single = _core.lipsdp_solve(*args, single_precision_newton_from=0, primal_dual=primal_dual)
+            double = _core.lipsdp_solve(*args, single_precision_newton_from=10**9, primal_dual=primal_dual)
+            assert single["status"] == double["status"] == "optimal"
+            assert single["certified_upper"] == pytest.approx(double["certified_upper"], rel=1e-6)
 
 
 def test_lipsdp_published_values_on_random_weights(shared_data):
