@@ -403,7 +403,7 @@ Path primal_dual_path(const Reduced& r, VectorXd y, const LipSdpOptions& options
     // T = dS M^-1 and U = Xh T, dX = mu_t M^-1 - X - (U + U')/2 - K on E, where K = dX dS M^-1 with the
     // predictor's dX = -Xh - (U + U')/2, i.e. K = -U - (U T + T'U)/2 (its symmetric part on E).
     const ChainFactor lmi{&m, &es}, completion{&kinv, &ek};
-    bool mirrored = false;
+    bool mirrored = false;  // si and xh hold their lower blocks; the dense products read whole rows
     auto direction = [&](PrimalDualStep& d, double mu_t, const Banded* k, const VectorXd* kz, Banded* second_order) {
       VectorXd rhs = mu_t * a_si;
       if (k) rhs -= adjoint_map(r, *k);
