@@ -142,7 +142,7 @@ void mirror_blocks(const Reduced& r, MatrixXd& x) {
 }
 
 // T = dS M^-1 with dS = sum_j dy_j A_j, from a dense (mirrored) M^-1 and its products M^-1 W (xw, as
-// fill_products leaves them): row block k is dLambda_k (M^-1)_k - c dLambda_k (W_{k-1} M^-1) +
+// inverse_times_weights forms them): row block k is dLambda_k (M^-1)_k - c dLambda_k (W_{k-1} M^-1) +
 // W_k' dLambda_{k+1} (a W_k M^-1 - c (M^-1)_{k+1}) (dLambda_0 = drho I), one product per block where
 // the generic banded product took three (measured: 45 ms of a 0.45 s iteration on GLipSDP's MNIST W64
 // with 32 weights).
@@ -280,42 +280,41 @@ double lmi_step(const Reduced& r, const VectorXd& y, const VectorXd& dy, double 
 
 // B_ij = tr(A_i Xh A_j M^-1), the HKM direction's Newton system (lower triangle): with
 // P_ij = G_i' Xh G_j and Q_ij = G_i' M^-1 G_j (as in Barrier::add_part), tr(S_i P_ij S_j Q_ij').
-void hkm_matrix(const Reduced& r, const MatrixXd& xh, const MatrixXd& si, MatrixXd& b, Workspace& wx, Workspace& ws) {
+void hkm_matrix(const Reduced& r, const MatrixXd& xh, const MatrixXd& si, MatrixXd& b) {
   const int l = r.l, big_n = r.n_multipliers, n0 = r.block_size(0);
-  fill_products(r, xh, wx);
-  fill_products(r, si, ws);
   b.resize(1 + big_n, 1 + big_n);
   const auto& mo = r.multiplier_offset;
-  auto width = [&](int k) { return mo[k + 1] - mo[k]; };
-  const auto pee = xh.bottomRightCorner(big_n, big_n), qee = si.bottomRightCorner(big_n, big_n);
-  const auto pew = wx.xw.bottomRows(big_n), qew = ws.xw.bottomRows(big_n);
   auto h = b.block(1, 1, big_n, big_n);
-#pragma omp parallel for schedule(dynamic)
-  for (int k = 1; k <= l; ++k) {
-    const double c = r.slopes[k - 1].c, a = r.slopes[k - 1].a;
-    for (int kk = 1; kk <= k; ++kk) {
-      const double c2 = r.slopes[kk - 1].c, a2 = r.slopes[kk - 1].a;
-      const int ri = mo[k], rn = width(k), ci = mo[kk], cn = width(kk);
-      const Eigen::ArrayXXd p_ee = pee.block(ri, ci, rn, cn), p_ew = pew.block(ri, ci, rn, cn),
-                            p_we = pew.block(ci, ri, cn, rn).transpose(), p_ww = wx.pww.block(ri, ci, rn, cn);
-      // L = S_i P, then T = L S_j.
-      const Eigen::ArrayXXd l_ee = p_ee - c * p_we, l_ew = p_ew - c * p_ww, l_we = a * p_we - c * p_ee,
-                            l_ww = a * p_ww - c * p_ew;
-      h.block(ri, ci, rn, cn) = ((l_ee - c2 * l_ew) * qee.block(ri, ci, rn, cn).array() +
-                                 (a2 * l_ew - c2 * l_ee) * qew.block(ri, ci, rn, cn).array() +
-                                 (l_we - c2 * l_ww) * qew.block(ci, ri, cn, rn).transpose().array() +
-                                 (a2 * l_ww - c2 * l_we) * ws.pww.block(ri, ci, rn, cn).array())
-                                    .matrix();
+  const auto pe = xh.bottomLeftCorner(big_n, n0), qe = si.bottomLeftCorner(big_n, n0);
+#pragma omp parallel
+  {
+    NeuronPairBlocks p(r, xh), q(r, si);
+#pragma omp for schedule(dynamic)
+    for (int k = l; k >= 1; --k) {
+      const double c = r.slopes[k - 1].c, a = r.slopes[k - 1].a;
+      p.row(k);
+      q.row(k);
+      for (int kk = k; kk >= 1; --kk) {
+        const double c2 = r.slopes[kk - 1].c, a2 = r.slopes[kk - 1].a;
+        p.column(kk);
+        q.column(kk);
+        // L = S_i P, then T = L S_j.
+        const Eigen::ArrayXXd l_ee = p.ee.array() - c * p.we.array(), l_ew = p.ew.array() - c * p.ww.array(),
+                              l_we = a * p.we.array() - c * p.ee.array(), l_ww = a * p.ww.array() - c * p.ew.array();
+        h.block(mo[k], mo[kk], mo[k + 1] - mo[k], mo[kk + 1] - mo[kk]) =
+            ((l_ee - c2 * l_ew) * q.ee.array() + (a2 * l_ew - c2 * l_ee) * q.ew.array() +
+             (l_we - c2 * l_ww) * q.we.array() + (a2 * l_ww - c2 * l_we) * q.ww.array())
+                .matrix();
+      }
+      const auto pw = p.weighted_input(), qw = q.weighted_input();
+      for (int i = mo[k]; i < mo[k + 1]; ++i) {
+        const int j = i - mo[k];
+        b(1 + i, 0) = pe.row(i).dot(qe.row(i)) - c * (pw.row(j).dot(qe.row(i)) + pe.row(i).dot(qw.row(j))) +
+                      a * pw.row(j).dot(qw.row(j));
+      }
     }
   }
   b(0, 0) = xh.topLeftCorner(n0, n0).cwiseProduct(si.topLeftCorner(n0, n0)).sum();
-  const auto pe = xh.bottomLeftCorner(big_n, n0), qe = si.bottomLeftCorner(big_n, n0);
-  for (int k = 1; k <= l; ++k) {
-    const double c = r.slopes[k - 1].c, a = r.slopes[k - 1].a;
-    for (int i = mo[k]; i < mo[k + 1]; ++i)
-      b(1 + i, 0) = pe.row(i).dot(qe.row(i)) - c * (wx.rw.row(i).dot(qe.row(i)) + pe.row(i).dot(ws.rw.row(i))) +
-                    a * wx.rw.row(i).dot(ws.rw.row(i));
-  }
 }
 
 // The fraction of the way to the boundary each step takes: 0.9, up to 0.99 as the predictor's own
@@ -361,8 +360,7 @@ Path primal_dual_path(const Reduced& r, VectorXd y, const LipSdpOptions& options
   Banded x = scaled(symmetric_part_on_pattern(r, si, true), mu0);
   VectorXd z = mu0 * y.tail(n).cwiseInverse();
   NewtonSolver solver(options.single_precision_newton_from);
-  MatrixXd b;
-  Workspace wx, ws;
+  MatrixXd b, si_w;  // the Newton system; M^-1 W for the dense products
   // Kept from step to step: fresh dense matrices of this size cost a page fault per page.
   PrimalDualStep affine, corrector;
   bool dense_products = false;  // once the chains lose accuracy, for the rest of the path
@@ -392,7 +390,7 @@ Path primal_dual_path(const Reduced& r, VectorXd y, const LipSdpOptions& options
       break;
     }
     lower_block_inverse(r, ek, xh);
-    hkm_matrix(r, xh, si, b, wx, ws);
+    hkm_matrix(r, xh, si, b);
     b.diagonal().tail(n) += z.cwiseQuotient(lambda);
     ++path.steps;
     solver.factorize(b);
@@ -432,8 +430,9 @@ Path primal_dual_path(const Reduced& r, VectorXd y, const LipSdpOptions& options
           mirror_blocks(r, si);
           mirror_blocks(r, xh);
           mirrored = true;
+          inverse_times_weights(r, si, si_w);
         }
-        change_times_inverse(r, d.dy, si, ws.xw, d.t);
+        change_times_inverse(r, d.dy, si, si_w, d.t);
         if (second_order) {
           d.u = d.t;
           solve_in_place(r, ek, d.u);

@@ -38,31 +38,35 @@ lipsdp::BlockTridiagonal lmi_at(const Reduced& r, const VectorXd& y) {
   return lipsdp::assemble(r.w, r.slopes, r.identity_groups ? VectorXd(shared) : lipsdp::group_values(r.group, shared), y(0));
 }
 
-// The products of a lower-stored symmetric X = M^-1 (or another matrix on M's blocks) that the Newton
-// systems read: X W (column i is X w_i), P_ww = W'XW (blocks on and below the diagonal) and W'X's
-// input columns R_w.
-void fill_products(const Reduced& r, const MatrixXd& x, Workspace& ws) {
-  const int l = r.l, big_n = r.n_multipliers, n0 = r.block_size(0);
+void inverse_times_weights(const Reduced& r, const MatrixXd& x, MatrixXd& xw) {
   const auto& mo = r.multiplier_offset;
-  auto width = [&](int k) { return mo[k + 1] - mo[k]; };
-  MatrixXd& xw = ws.xw;
-  xw.resize(r.dimension, big_n);
-  for (int k = 1; k <= l; ++k) {
+  xw.resize(r.dimension, r.n_multipliers);
+  for (int k = 1; k <= r.l; ++k) {
     // X's column block k-1: its rows above block k-1 are the transposed row block, the rest is stored.
-    const int o = r.block_offset[k - 1], n = r.block_size(k - 1);
+    const int o = r.block_offset[k - 1], n = r.block_size(k - 1), width = mo[k + 1] - mo[k];
     const auto wt = r.w[k - 1].transpose();
-    xw.block(0, mo[k], o, width(k)).noalias() = x.block(o, 0, n, o).transpose() * wt;
-    xw.block(o, mo[k], r.dimension - o, width(k)).noalias() = x.block(o, o, r.dimension - o, n) * wt;
+    xw.block(0, mo[k], o, width).noalias() = x.block(o, 0, n, o).transpose() * wt;
+    xw.block(o, mo[k], r.dimension - o, width).noalias() = x.block(o, o, r.dimension - o, n) * wt;
   }
-  MatrixXd &pww = ws.pww, &rw = ws.rw;
-  pww.resize(big_n, big_n);
-  rw.resize(big_n, n0);
-  for (int k = 1; k <= l; ++k) {
-    // Only the blocks on and below the diagonal are read.
-    pww.block(mo[k], 0, width(k), mo[k + 1]).noalias() =
-        r.w[k - 1] * xw.block(r.block_offset[k - 1], 0, r.block_size(k - 1), mo[k + 1]);
-    rw.middleRows(mo[k], width(k)).noalias() = r.w[k - 1] * x.block(r.block_offset[k - 1], 0, r.block_size(k - 1), n0);
-  }
+}
+
+void NeuronPairBlocks::row(int k) {
+  k_ = k;
+  const int o = r_.block_offset[k - 1], n = r_.block_size(k - 1), stored = r_.block_offset[k];
+  wx_.resize(r_.w[k - 1].rows(), r_.block_offset[k + 1]);
+  wx_.leftCols(stored).noalias() = r_.w[k - 1] * x_.block(o, 0, n, stored);
+  // X_{k-1,k} = X_{k,k-1}'.
+  wx_.rightCols(r_.block_size(k)).noalias() = r_.w[k - 1] * x_.block(stored, o, r_.block_size(k), n).transpose();
+}
+
+void NeuronPairBlocks::column(int kk) {
+  const int o = r_.block_offset[k_], n = r_.block_size(k_);
+  const int oc = r_.block_offset[kk], nc = r_.block_size(kk), op = r_.block_offset[kk - 1], np = r_.block_size(kk - 1);
+  const auto wt = r_.w[kk - 1].transpose();
+  ee = x_.block(o, oc, n, nc);
+  ew.noalias() = x_.block(o, op, n, np) * wt;
+  we = wx_.middleCols(oc, nc);
+  ww.noalias() = wx_.middleCols(op, np) * wt;
 }
 
 }  // namespace lipsdp
@@ -78,6 +82,7 @@ using lipsdp::EliminationOutput;
 using lipsdp::LayerSlopes;
 using lipsdp::lmi_at;
 using lipsdp::lower_block_inverse;
+using lipsdp::NeuronPairBlocks;
 using lipsdp::NewtonSolver;
 using lipsdp::Path;
 using lipsdp::Reduced;
@@ -264,8 +269,8 @@ void Barrier::newton_system(const VectorXd& y, double t, NewtonSystem& s) const 
 
 // With A_i = G_i S_k G_i', G_i = [e_i, w_i] (w_i = row i of W_{k-1}, placed in block k-1) and
 // S_k = [[1, -c_k], [-c_k, a_k]]: tr(X A_i) and tr(X A_i X A_j) = tr(S_k B_ij S_k' B_ij'),
-// B_ij = G_i' X G_j, whose entries are the matrices P_ee = E'XE, P_ew = E'XW, P_ww = W'XW. The
-// lower triangle of s.hessian is added to.
+// B_ij = G_i' X G_j, whose entries are NeuronPairBlocks' ee, ew, we and ww. The lower triangle of
+// s.hessian is added to.
 void Barrier::add_part(const Reduced& r, const VectorXd& y, NewtonSystem& s, Workspace& ws) const {
   const int l = r.l, big_n = r.n_multipliers, n0 = r.block_size(0);
   const Elimination e = eliminate(lmi_at(r, y), EliminationOutput::InverseMaps);
@@ -273,44 +278,40 @@ void Barrier::add_part(const Reduced& r, const VectorXd& y, NewtonSystem& s, Wor
   MatrixXd& x = ws.x;
   lower_block_inverse(r, e, x);
   const auto& mo = r.multiplier_offset;
-  auto width = [&](int k) { return mo[k + 1] - mo[k]; };
-  fill_products(r, x, ws);
-  const auto pee = x.bottomRightCorner(big_n, big_n);
-  const auto pew = ws.xw.bottomRows(big_n);
-  const MatrixXd &pww = ws.pww, &rw = ws.rw;
   const auto re = x.bottomLeftCorner(big_n, n0);
-
-  // Per-neuron quantities.
   VectorXd &trace_xa = ws.trace_xa, &cross_rho = ws.cross_rho;
   trace_xa.resize(big_n);
   cross_rho.resize(big_n);
-  for (int k = 1; k <= l; ++k) {
-    const double c = r.slopes[k - 1].c, a = r.slopes[k - 1].a;
-    for (int i = mo[k]; i < mo[k + 1]; ++i) {
-      trace_xa(i) = pee(i, i) - 2 * c * pew(i, i) + a * pww(i, i);
-      cross_rho(i) = re.row(i).squaredNorm() - 2 * c * re.row(i).dot(rw.row(i)) + a * rw.row(i).squaredNorm();
-    }
-  }
   // tr(S B S' B') expanded in the entries of B (S = [[1, -c], [-c, a]] on the left, [[1, -c2], [-c2, a2]]
-  // on the right): one pass over each pair of layers, the lower triangle only (H is symmetric), a
-  // row of layer blocks per thread. With identity groups (then the only LMI) it is written straight
-  // into the Newton system.
+  // on the right): the lower triangle only (H is symmetric), a row of layer blocks per thread, the
+  // longest rows first. With identity groups (then the only LMI) it is written straight into the
+  // Newton system.
   if (!r.identity_groups) ws.h.resize(big_n, big_n);
   auto h = r.identity_groups ? s.hessian.block(1, 1, big_n, big_n) : ws.h.block(0, 0, big_n, big_n);
-#pragma omp parallel for schedule(dynamic) if (!omp_in_parallel())
-  for (int k = 1; k <= l; ++k) {
-    const double c = r.slopes[k - 1].c, a = r.slopes[k - 1].a;
-    for (int kk = 1; kk <= k; ++kk) {
-      const double c2 = r.slopes[kk - 1].c, a2 = r.slopes[kk - 1].a;
-      const int ri = mo[k], rn = width(k), ci = mo[kk], cn = width(kk);
-      const auto bee = pee.block(ri, ci, rn, cn).array();
-      const auto bew = pew.block(ri, ci, rn, cn).array();
-      const auto bwe = pew.block(ci, ri, cn, rn).transpose().array();
-      const auto bww = pww.block(ri, ci, rn, cn).array();
-      const auto terms = bee * (bee - 2 * c * bwe - 2 * c2 * bew + 2 * c * c2 * bww) +
-                         bew * (a2 * bew + 2 * c * c2 * bwe - 2 * a2 * c * bww) +
-                         bwe * (a * bwe - 2 * a * c2 * bww) + (a * a2) * bww * bww;
-      h.block(ri, ci, rn, cn) = terms.matrix();
+#pragma omp parallel if (!omp_in_parallel())
+  {
+    NeuronPairBlocks p(r, x);
+#pragma omp for schedule(dynamic)
+    for (int k = l; k >= 1; --k) {
+      const double c = r.slopes[k - 1].c, a = r.slopes[k - 1].a;
+      p.row(k);
+      const auto rw = p.weighted_input();
+      for (int kk = k; kk >= 1; --kk) {
+        const double c2 = r.slopes[kk - 1].c, a2 = r.slopes[kk - 1].a;
+        p.column(kk);
+        const auto bee = p.ee.array(), bew = p.ew.array(), bwe = p.we.array(), bww = p.ww.array();
+        h.block(mo[k], mo[kk], mo[k + 1] - mo[k], mo[kk + 1] - mo[kk]) =
+            (bee * (bee - 2 * c * bwe - 2 * c2 * bew + 2 * c * c2 * bww) +
+             bew * (a2 * bew + 2 * c * c2 * bwe - 2 * a2 * c * bww) + bwe * (a * bwe - 2 * a * c2 * bww) +
+             (a * a2) * bww * bww)
+                .matrix();
+        if (kk != k) continue;
+        for (int i = mo[k]; i < mo[k + 1]; ++i) {
+          const int q = i - mo[k];
+          trace_xa(i) = p.ee(q, q) - 2 * c * p.ew(q, q) + a * p.ww(q, q);
+          cross_rho(i) = re.row(i).squaredNorm() - 2 * c * re.row(i).dot(rw.row(q)) + a * rw.row(q).squaredNorm();
+        }
+      }
     }
   }
 

@@ -44,12 +44,37 @@ BlockTridiagonal lmi_at(const Reduced& r, const VectorXd& y);
 // Buffers of one LMI's share of a Newton system, kept from step to step: fresh matrices of this size
 // cost a page fault per page (measured: 7% of a solve on GLipSDP's MNIST W64 with 16 weights).
 struct Workspace {
-  MatrixXd x, xw, pww, rw, h;
+  MatrixXd x, h;
   VectorXd trace_xa, cross_rho;
 };
 
-// X W, W'X W and W'X's input columns into ws, for a lower-stored symmetric X (lipsdp_solver.cpp).
-void fill_products(const Reduced& r, const MatrixXd& x, Workspace& ws);
+// The Newton systems' entries for neurons i of hidden layer k and j of layer kk <= k come from
+// G_i' X G_j, G_i = [e_i, w_i] (e_i in block k, w_i = row i of W_{k-1} in block k-1), for a
+// lower-stored symmetric X: the blocks ee = X_{k,kk}, ew = X_{k,kk-1} W_{kk-1}',
+// we = W_{k-1} X_{k-1,kk} and ww = W_{k-1} X_{k-1,kk-1} W_{kk-1}'. They are formed one row of layers
+// at a time (row(k), then column(kk) for kk = 1..k) and used at once: formed as whole matrices
+// X W and W'X W they were written to memory and read back, about 1 GB per primal-dual iteration on
+// GLipSDP's MNIST W64 with 64 weights. (lipsdp_solver.cpp)
+class NeuronPairBlocks {
+ public:
+  NeuronPairBlocks(const Reduced& r, const MatrixXd& x) : r_(r), x_(x) {}
+  // Row k: W_{k-1} X_{k-1, j} for the blocks j = 0..k.
+  void row(int k);
+  // Column kk <= k of the row: ee, ew, we and ww.
+  void column(int kk);
+  // W_{k-1} X_{k-1,0}: row k's products with the input block.
+  auto weighted_input() const { return wx_.leftCols(r_.block_size(0)); }
+  MatrixXd ee, ew, we, ww;
+
+ private:
+  const Reduced& r_;
+  const MatrixXd& x_;
+  int k_ = 0;
+  MatrixXd wx_;  // W_{k-1} X_{k-1, 0..k}
+};
+
+// X W for a lower-stored symmetric X: column i is X w_i (lipsdp_solver.cpp).
+void inverse_times_weights(const Reduced& r, const MatrixXd& x, MatrixXd& xw);
 
 // Solves H step = -g with H scaled to unit diagonal first: rho and the multipliers of different layers
 // live on very different scales, and unscaled the factorisation loses the step's accuracy. The
