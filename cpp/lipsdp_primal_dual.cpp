@@ -286,7 +286,7 @@ void hkm_matrix(const Reduced& r, const MatrixXd& xh, const MatrixXd& si, Matrix
   const auto& mo = r.multiplier_offset;
   auto h = b.block(1, 1, big_n, big_n);
   const auto pe = xh.bottomLeftCorner(big_n, n0), qe = si.bottomLeftCorner(big_n, n0);
-#pragma omp parallel
+#pragma omp parallel if (NeuronPairBlocks::rows_side_by_side(r))
   {
     NeuronPairBlocks p(r, xh), q(r, si);
 #pragma omp for schedule(dynamic)

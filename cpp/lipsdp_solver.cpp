@@ -283,12 +283,12 @@ void Barrier::add_part(const Reduced& r, const VectorXd& y, NewtonSystem& s, Wor
   trace_xa.resize(big_n);
   cross_rho.resize(big_n);
   // tr(S B S' B') expanded in the entries of B (S = [[1, -c], [-c, a]] on the left, [[1, -c2], [-c2, a2]]
-  // on the right): the lower triangle only (H is symmetric), a row of layer blocks per thread, the
-  // longest rows first. With identity groups (then the only LMI) it is written straight into the
+  // on the right): the lower triangle only (H is symmetric), a row of layer blocks per thread (the
+  // longest rows first) where there are enough rows. With identity groups (then the only LMI) it is written straight into the
   // Newton system.
   if (!r.identity_groups) ws.h.resize(big_n, big_n);
   auto h = r.identity_groups ? s.hessian.block(1, 1, big_n, big_n) : ws.h.block(0, 0, big_n, big_n);
-#pragma omp parallel if (!omp_in_parallel())
+#pragma omp parallel if (!omp_in_parallel() && NeuronPairBlocks::rows_side_by_side(r))
   {
     NeuronPairBlocks p(r, x);
 #pragma omp for schedule(dynamic)
