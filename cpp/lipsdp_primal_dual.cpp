@@ -286,34 +286,33 @@ void hkm_matrix(const Reduced& r, const MatrixXd& xh, const MatrixXd& si, Matrix
   const auto& mo = r.multiplier_offset;
   auto h = b.block(1, 1, big_n, big_n);
   const auto pe = xh.bottomLeftCorner(big_n, n0), qe = si.bottomLeftCorner(big_n, n0);
-#pragma omp parallel if (NeuronPairBlocks::rows_side_by_side(r))
-  {
-    NeuronPairBlocks p(r, xh), q(r, si);
-#pragma omp for schedule(dynamic)
-    for (int k = l; k >= 1; --k) {
-      const double c = r.slopes[k - 1].c, a = r.slopes[k - 1].a;
-      p.row(k);
-      q.row(k);
-      for (int kk = k; kk >= 1; --kk) {
-        const double c2 = r.slopes[kk - 1].c, a2 = r.slopes[kk - 1].a;
-        p.column(kk);
-        q.column(kk);
-        // L = S_i P, then T = L S_j.
-        const Eigen::ArrayXXd l_ee = p.ee.array() - c * p.we.array(), l_ew = p.ew.array() - c * p.ww.array(),
-                              l_we = a * p.we.array() - c * p.ee.array(), l_ww = a * p.ww.array() - c * p.ew.array();
-        h.block(mo[k], mo[kk], mo[k + 1] - mo[k], mo[kk + 1] - mo[kk]) =
-            ((l_ee - c2 * l_ew) * q.ee.array() + (a2 * l_ew - c2 * l_ee) * q.ew.array() +
-             (l_we - c2 * l_ww) * q.we.array() + (a2 * l_ww - c2 * l_we) * q.ww.array())
-                .matrix();
-      }
-      const auto pw = p.weighted_input(), qw = q.weighted_input();
-      for (int i = mo[k]; i < mo[k + 1]; ++i) {
-        const int j = i - mo[k];
-        b(1 + i, 0) = pe.row(i).dot(qe.row(i)) - c * (pw.row(j).dot(qe.row(i)) + pe.row(i).dot(qw.row(j))) +
-                      a * pw.row(j).dot(qw.row(j));
-      }
+  struct Pair {
+    NeuronPairBlocks p, q;
+  };
+  NeuronPairBlocks::for_each_row(r, [&] { return Pair{{r, xh}, {r, si}}; }, [&](Pair& pair, int k) {
+    NeuronPairBlocks &p = pair.p, &q = pair.q;
+    const double c = r.slopes[k - 1].c, a = r.slopes[k - 1].a;
+    p.row(k);
+    q.row(k);
+    for (int kk = k; kk >= 1; --kk) {
+      const double c2 = r.slopes[kk - 1].c, a2 = r.slopes[kk - 1].a;
+      p.column(kk);
+      q.column(kk);
+      // L = S_i P, then T = L S_j.
+      const Eigen::ArrayXXd l_ee = p.ee.array() - c * p.we.array(), l_ew = p.ew.array() - c * p.ww.array(),
+                            l_we = a * p.we.array() - c * p.ee.array(), l_ww = a * p.ww.array() - c * p.ew.array();
+      h.block(mo[k], mo[kk], mo[k + 1] - mo[k], mo[kk + 1] - mo[kk]) =
+          ((l_ee - c2 * l_ew) * q.ee.array() + (a2 * l_ew - c2 * l_ee) * q.ew.array() +
+           (l_we - c2 * l_ww) * q.we.array() + (a2 * l_ww - c2 * l_we) * q.ww.array())
+              .matrix();
     }
-  }
+    const auto pw = p.weighted_input(), qw = q.weighted_input();
+    for (int i = mo[k]; i < mo[k + 1]; ++i) {
+      const int j = i - mo[k];
+      b(1 + i, 0) = pe.row(i).dot(qe.row(i)) - c * (pw.row(j).dot(qe.row(i)) + pe.row(i).dot(qw.row(j))) +
+                    a * pw.row(j).dot(qw.row(j));
+    }
+  });
   b(0, 0) = xh.topLeftCorner(n0, n0).cwiseProduct(si.topLeftCorner(n0, n0)).sum();
 }
 

@@ -283,37 +283,31 @@ void Barrier::add_part(const Reduced& r, const VectorXd& y, NewtonSystem& s, Wor
   trace_xa.resize(big_n);
   cross_rho.resize(big_n);
   // tr(S B S' B') expanded in the entries of B (S = [[1, -c], [-c, a]] on the left, [[1, -c2], [-c2, a2]]
-  // on the right): the lower triangle only (H is symmetric), a row of layer blocks per thread (the
-  // longest rows first) where there are enough rows. With identity groups (then the only LMI) it is written straight into the
-  // Newton system.
+  // on the right): the lower triangle only (H is symmetric), by rows of layer blocks. With identity
+  // groups (then the only LMI) it is written straight into the Newton system.
   if (!r.identity_groups) ws.h.resize(big_n, big_n);
   auto h = r.identity_groups ? s.hessian.block(1, 1, big_n, big_n) : ws.h.block(0, 0, big_n, big_n);
-#pragma omp parallel if (!omp_in_parallel() && NeuronPairBlocks::rows_side_by_side(r))
-  {
-    NeuronPairBlocks p(r, x);
-#pragma omp for schedule(dynamic)
-    for (int k = l; k >= 1; --k) {
-      const double c = r.slopes[k - 1].c, a = r.slopes[k - 1].a;
-      p.row(k);
-      const auto rw = p.weighted_input();
-      for (int kk = k; kk >= 1; --kk) {
-        const double c2 = r.slopes[kk - 1].c, a2 = r.slopes[kk - 1].a;
-        p.column(kk);
-        const auto bee = p.ee.array(), bew = p.ew.array(), bwe = p.we.array(), bww = p.ww.array();
-        h.block(mo[k], mo[kk], mo[k + 1] - mo[k], mo[kk + 1] - mo[kk]) =
-            (bee * (bee - 2 * c * bwe - 2 * c2 * bew + 2 * c * c2 * bww) +
-             bew * (a2 * bew + 2 * c * c2 * bwe - 2 * a2 * c * bww) + bwe * (a * bwe - 2 * a * c2 * bww) +
-             (a * a2) * bww * bww)
-                .matrix();
-        if (kk != k) continue;
-        for (int i = mo[k]; i < mo[k + 1]; ++i) {
-          const int q = i - mo[k];
-          trace_xa(i) = p.ee(q, q) - 2 * c * p.ew(q, q) + a * p.ww(q, q);
-          cross_rho(i) = re.row(i).squaredNorm() - 2 * c * re.row(i).dot(rw.row(q)) + a * rw.row(q).squaredNorm();
-        }
+  NeuronPairBlocks::for_each_row(r, [&] { return NeuronPairBlocks(r, x); }, [&](NeuronPairBlocks& p, int k) {
+    const double c = r.slopes[k - 1].c, a = r.slopes[k - 1].a;
+    p.row(k);
+    const auto rw = p.weighted_input();
+    for (int kk = k; kk >= 1; --kk) {
+      const double c2 = r.slopes[kk - 1].c, a2 = r.slopes[kk - 1].a;
+      p.column(kk);
+      const auto bee = p.ee.array(), bew = p.ew.array(), bwe = p.we.array(), bww = p.ww.array();
+      h.block(mo[k], mo[kk], mo[k + 1] - mo[k], mo[kk + 1] - mo[kk]) =
+          (bee * (bee - 2 * c * bwe - 2 * c2 * bew + 2 * c * c2 * bww) +
+           bew * (a2 * bew + 2 * c * c2 * bwe - 2 * a2 * c * bww) + bwe * (a * bwe - 2 * a * c2 * bww) +
+           (a * a2) * bww * bww)
+              .matrix();
+      if (kk != k) continue;
+      for (int i = mo[k]; i < mo[k + 1]; ++i) {
+        const int q = i - mo[k];
+        trace_xa(i) = p.ee(q, q) - 2 * c * p.ew(q, q) + a * p.ww(q, q);
+        cross_rho(i) = re.row(i).squaredNorm() - 2 * c * re.row(i).dot(rw.row(q)) + a * rw.row(q).squaredNorm();
       }
     }
-  }
+  });
 
   s.gradient(0) -= x.topLeftCorner(n0, n0).trace();
   s.hessian(0, 0) += x.topLeftCorner(n0, n0).squaredNorm();

@@ -58,10 +58,24 @@ struct Workspace {
 class NeuronPairBlocks {
  public:
   NeuronPairBlocks(const Reduced& r, const MatrixXd& x) : r_(r), x_(x) {}
-  // Whether to form r's rows side by side, one per thread: with few layers the rows are too few to
-  // share out evenly (measured: 784-1000-1000-10, two rows, took 1.3x the time of Eigen's parallel
-  // products inside each row), and each row's products are then wide enough to share.
-  static bool rows_side_by_side(const Reduced& r) { return r.l >= 4 * omp_get_max_threads(); }
+  // body(state, k) for the rows k = l..1 (the longest first), state = make_state() once per thread.
+  // The rows go side by side, one per thread, from 4 rows per thread and outside a parallel region:
+  // fewer rows are too few to share out evenly (measured: 784-1000-1000-10, two rows, took 1.3x the
+  // time of Eigen's parallel products inside each row), and each row's products are then wide.
+  template <class MakeState, class Body>
+  static void for_each_row(const Reduced& r, MakeState make_state, Body body) {
+    if (r.l < 4 * omp_get_max_threads() || omp_in_parallel()) {
+      auto state = make_state();
+      for (int k = r.l; k >= 1; --k) body(state, k);
+      return;
+    }
+#pragma omp parallel
+    {
+      auto state = make_state();
+#pragma omp for schedule(dynamic)
+      for (int k = r.l; k >= 1; --k) body(state, k);
+    }
+  }
   // Row k: W_{k-1} X_{k-1, j} for the blocks j = 0..k.
   void row(int k);
   // Column kk <= k of the row: ee, ew, we and ww.
