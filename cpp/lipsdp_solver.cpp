@@ -7,6 +7,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "lipcert/lipsdp.hpp"
 #include "lipsdp_blocks.hpp"
@@ -20,16 +21,30 @@ namespace lipsdp {
 // X = M^-1 from the elimination: X_00 = Sigma_0^-1, X_{k,j} = F_k X_{k-1,j}, X_kk = Sigma_k^-1 + X_{k,k-1} F_k'.
 // Only the blocks on and below the diagonal are written: mirroring the rest took 38 ms of a 450 ms
 // Newton step on GLipSDP's MNIST W64 with 64 weights, and its readers take X_{j,k} = X_{k,j}' instead.
+// The diagonal and first subdiagonal blocks go in order; the rest, X_{k,j} for j < k - 1, by column
+// panels side by side, each down its own columns (by rows, each a product with all columns before
+// it, the threads shared each small product: 31 ms of a 0.76 s primal-dual iteration there).
 void lower_block_inverse(const Reduced& r, const Elimination& e, MatrixXd& x) {
+  constexpr int kPanel = 64;
   x.resize(r.dimension, r.dimension);
   const int n0 = r.block_size(0);
   x.topLeftCorner(n0, n0) = e.sigma[0].inverse();
   for (int k = 1; k <= r.l; ++k) {
     const int o = r.block_offset[k], n = r.block_size(k), prev = r.block_offset[k - 1], np = r.block_size(k - 1);
-    x.block(o, 0, n, o).noalias() = e.f[k] * x.block(prev, 0, np, o);
+    x.block(o, prev, n, np).noalias() = e.f[k] * x.block(prev, prev, np, np);
     x.block(o, o, n, n) = e.sigma[k].inverse();
     x.block(o, o, n, n).noalias() += x.block(o, prev, n, np) * e.f[k].transpose();
   }
+  std::vector<std::pair<int, int>> panels;  // (block j, first column), the longest columns first
+  for (int j = 0; j + 2 <= r.l; ++j)
+    for (int c = r.block_offset[j]; c < r.block_offset[j + 1]; c += kPanel) panels.emplace_back(j, c);
+  for_each_index(static_cast<int>(panels.size()), panels.size() > 1 && !omp_in_parallel(), [&](int p) {
+    const auto [j, c] = panels[p];
+    const int width = std::min(kPanel, r.block_offset[j + 1] - c);
+    for (int k = j + 2; k <= r.l; ++k)
+      x.block(r.block_offset[k], c, r.block_size(k), width).noalias() =
+          e.f[k] * x.block(r.block_offset[k - 1], c, r.block_size(k - 1), width);
+  });
 }
 
 // LMI r's M at y = (rho, one multiplier per group).
