@@ -60,7 +60,7 @@ class NeuronPairBlocks {
   NeuronPairBlocks(const Reduced& r, const MatrixXd& x) : r_(r), x_(x) {}
   // body(state, k) for the rows k = l..1 (the longest first), state = make_state() once per thread.
   // The rows go side by side, one per thread, from 4 rows per thread and outside a parallel region:
-  // fewer rows are too few to share out evenly (measured: 784-1000-1000-10, two rows, took 1.3x the
+  // fewer rows are too few to share out evenly (measured: 784-1000-1000-10, two rows, took 1.15x the
   // time of Eigen's parallel products inside each row), and each row's products are then wide.
   template <class MakeState, class Body>
   static void for_each_row(const Reduced& r, MakeState make_state, Body body) {
