@@ -281,7 +281,7 @@ double lmi_step(const Reduced& r, const VectorXd& y, const VectorXd& dy, double 
 // B_ij = tr(A_i Xh A_j M^-1), the HKM direction's Newton system (lower triangle): with
 // P_ij = G_i' Xh G_j and Q_ij = G_i' M^-1 G_j (as in Barrier::add_part), tr(S_i P_ij S_j Q_ij').
 void hkm_matrix(const Reduced& r, const MatrixXd& xh, const MatrixXd& si, MatrixXd& b) {
-  const int l = r.l, big_n = r.n_multipliers, n0 = r.block_size(0);
+  const int big_n = r.n_multipliers, n0 = r.block_size(0);
   b.resize(1 + big_n, 1 + big_n);
   const auto& mo = r.multiplier_offset;
   auto h = b.block(1, 1, big_n, big_n);

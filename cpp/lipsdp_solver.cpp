@@ -287,7 +287,7 @@ void Barrier::newton_system(const VectorXd& y, double t, NewtonSystem& s) const 
 // B_ij = G_i' X G_j, whose entries are NeuronPairBlocks' ee, ew, we and ww. The lower triangle of
 // s.hessian is added to.
 void Barrier::add_part(const Reduced& r, const VectorXd& y, NewtonSystem& s, Workspace& ws) const {
-  const int l = r.l, big_n = r.n_multipliers, n0 = r.block_size(0);
+  const int big_n = r.n_multipliers, n0 = r.block_size(0);
   const Elimination e = eliminate(lmi_at(r, y), EliminationOutput::InverseMaps);
   if (!e.ok) throw std::runtime_error("LipSDP: Newton system requested at an infeasible point");
   MatrixXd& x = ws.x;
