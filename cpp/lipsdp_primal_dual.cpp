@@ -450,9 +450,13 @@ Path primal_dual_path(const Reduced& r, VectorXd y, const LipSdpOptions& options
       d.dz = mu_t * lambda.cwiseInverse() - z - z.cwiseQuotient(lambda).cwiseProduct(d.dy.tail(n));
       if (kz) d.dz -= *kz;
     };
+    // The primal and dual step lengths side by side: the dual one's eliminations go layer by layer on
+    // one thread (measured: 12% of a solve on GLipSDP's MNIST W64 with 32 weights, one thread idle).
     auto step_lengths = [&](const PrimalDualStep& d, double cap, double& ap, double& ad) {
-      ap = clique_step(r, x, d.dx, std::min(cap, ratio_step(z, d.dz)));
-      ad = lmi_step(r, y, d.dy, std::min(cap, ratio_step(lambda, d.dy.tail(n))));
+      for_each_index(2, true, [&](int side) {
+        if (side == 0) ad = lmi_step(r, y, d.dy, std::min(cap, ratio_step(lambda, d.dy.tail(n))));
+        else ap = clique_step(r, x, d.dx, std::min(cap, ratio_step(z, d.dz)));
+      });
     };
 
     Banded k;
