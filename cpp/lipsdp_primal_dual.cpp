@@ -346,7 +346,8 @@ Path primal_dual_path(const Reduced& r, VectorXd y, const LipSdpOptions& options
   const double nu = r.dimension + n;
   Path path;
   path.status = "max_steps";
-  Elimination es = eliminate(lmi_at(r, y), EliminationOutput::InverseMaps);
+  Banded m = lmi_at(r, y);  // M at y, assembled once per point for the elimination and the iteration
+  Elimination es = eliminate(m, EliminationOutput::InverseMaps);
   if (!es.ok) {
     path.status = "stalled";
     return path;
@@ -366,7 +367,6 @@ Path primal_dual_path(const Reduced& r, VectorXd y, const LipSdpOptions& options
   for (;;) {
     path.points.push_back(y);
     const VectorXd lambda = y.tail(n);
-    const Banded m = lmi_at(r, y);
     const double mu = (pattern_dot(x, m) + z.dot(lambda)) / nu;
     path.relative_gap = mu * nu / y(0);
     // Optimal: a primal-dual pair, X (nearly) feasible, so rho is within the gap of the optimum.
@@ -482,7 +482,8 @@ Path primal_dual_path(const Reduced& r, VectorXd y, const LipSdpOptions& options
     y += ad * d.dy;
     x = plus(x, ap, d.dx);
     z += ap * d.dz;
-    es = eliminate(lmi_at(r, y), EliminationOutput::InverseMaps);
+    m = lmi_at(r, y);
+    es = eliminate(m, EliminationOutput::InverseMaps);
     if (!es.ok) {
       path.status = "stalled";
       break;

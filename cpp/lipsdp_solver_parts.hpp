@@ -52,7 +52,7 @@ struct Workspace {
 // G_i' X G_j, G_i = [e_i, w_i] (e_i in block k, w_i = row i of W_{k-1} in block k-1), for a
 // lower-stored symmetric X: the blocks ee = X_{k,kk}, ew = X_{k,kk-1} W_{kk-1}',
 // we = W_{k-1} X_{k-1,kk} and ww = W_{k-1} X_{k-1,kk-1} W_{kk-1}'. They are formed one row of layers
-// at a time (row(k), then column(kk) for kk = 1..k) and used at once: formed as whole matrices
+// at a time (row(k), then column(kk) for each kk <= k) and used at once: formed as whole matrices
 // X W and W'X W they were written to memory and read back, about 1 GB per primal-dual iteration on
 // GLipSDP's MNIST W64 with 64 weights. (lipsdp_solver.cpp)
 class NeuronPairBlocks {
