@@ -1,6 +1,7 @@
 #include "lipsdp_blocks.hpp"
 
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -86,29 +87,55 @@ Elimination eliminate(const BlockTridiagonal& m, EliminationOutput output) {
   const int l = static_cast<int>(m.diag.size()) - 1;
   Elimination e;
   e.sigma.resize(l + 1);
-  if (output == EliminationOutput::InverseMaps) e.f.resize(l + 1);
-  Eigen::MatrixXd y;
-  for (int k = l; k >= 0; --k) {
-    Eigen::MatrixXd& sigma = e.sigma[k].matrix();
-    sigma = m.diag[k];
-    // Only the lower triangle of sigma is formed and read.
-    if (k < l) sigma.selfadjointView<Eigen::Lower>().rankUpdate(y.transpose(), -1.0);
-    if (k == 0 && output == EliminationOutput::InputSchur) {
-      sigma.triangularView<Eigen::StrictlyUpper>() = sigma.transpose();
-      e.input_schur = std::move(sigma);
-      break;
-    }
+  e.lower.resize(l + 1);
+  // Only the lower triangle of each Sigma_k is formed and read.
+  auto schur = [&](int k) {
+    Eigen::MatrixXd sigma = m.diag[k];
+    if (k < l) lower_rank_update<double>(sigma, e.lower[k + 1].transpose(), -1.0);
+    return sigma;
+  };
+  for (int k = l; k >= 1; --k) {
+    e.sigma[k].matrix() = schur(k);
     if (!e.sigma[k].factorize()) return e;
-    e.logdet += 2 * sigma.diagonal().array().log().sum();
-    if (k == 0) break;
-    y = m.sub[k];
-    e.sigma[k].solve_lower_in_place(y);  // L^-1 M_{k,k-1}: Sigma_{k-1} = M_{k-1,k-1} - y' y
-    if (output == EliminationOutput::InverseMaps) {
-      e.f[k] = -y;
+    e.logdet += 2 * e.sigma[k].factor().diagonal().array().log().sum();
+    e.lower[k] = m.sub[k];
+    e.sigma[k].solve_lower_in_place(e.lower[k]);  // Sigma_{k-1} = M_{k-1,k-1} - lower_k' lower_k
+  }
+  e.input_schur = schur(0);
+  e.input_schur.triangularView<Eigen::StrictlyUpper>() = e.input_schur.transpose();
+  e.ok = std::isfinite(e.logdet);
+  if (output == EliminationOutput::InputSchur) return e;
+  return finished(std::move(e), 0.0, output);
+}
+
+namespace {
+// Sigma_0 + shift I factorised into `sigma`; the log det it adds, or -inf where it is not definite.
+double factor_shifted_input(const Elimination& hidden, double shift, ParallelCholesky& sigma) {
+  sigma.matrix() = hidden.input_schur;
+  sigma.matrix().diagonal().array() += shift;
+  if (!sigma.factorize()) return -std::numeric_limits<double>::infinity();
+  return 2 * sigma.factor().diagonal().array().log().sum();
+}
+}  // namespace
+
+double shifted_logdet(const Elimination& hidden, double shift) {
+  if (!hidden.ok) return -std::numeric_limits<double>::infinity();
+  ParallelCholesky sigma;
+  return hidden.logdet + factor_shifted_input(hidden, shift, sigma);
+}
+
+Elimination finished(Elimination e, double shift, EliminationOutput output) {
+  if (!e.ok) return e;
+  e.logdet += factor_shifted_input(e, shift, e.sigma[0]);
+  e.ok = std::isfinite(e.logdet);
+  if (!e.ok) return e;
+  if (output == EliminationOutput::InverseMaps) {
+    e.f.resize(e.lower.size());
+    for (size_t k = 1; k < e.lower.size(); ++k) {
+      e.f[k] = -e.lower[k];
       e.sigma[k].solve_upper_in_place(e.f[k]);
     }
   }
-  e.ok = std::isfinite(e.logdet);
   return e;
 }
 

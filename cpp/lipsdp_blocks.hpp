@@ -29,19 +29,28 @@ BlockTridiagonal assemble(const std::vector<Eigen::MatrixXd>& weights, const std
                           const Eigen::VectorXd& lambda, double rho);
 
 // What eliminate() computes besides log det M: the barrier's value needs nothing more, X = M^-1 needs
-// the maps F_k, and rho's estimate needs Sigma_0, unfactored.
+// the maps F_k, and rho's estimate needs Sigma_0 unfactored (the elimination is then of the hidden
+// blocks only, and finished() completes it for any rho).
 enum class EliminationOutput { LogDet, InverseMaps, InputSchur };
 
 // Backward block elimination of M: Sigma_l = M_ll, Sigma_k = M_kk - M_{k+1,k}' Sigma_{k+1}^-1 M_{k+1,k}.
-// Its factorisations and solves use every OpenMP thread, which pays on wide (unrolled convolution) blocks.
+// Its factorisations, solves and updates use every OpenMP thread, which pays on wide (unrolled
+// convolution, MNIST MLP) blocks.
 struct Elimination {
   bool ok = false;      // every factored Sigma_k was (numerically) positive definite
   double logdet = 0.0;  // sum of log det Sigma_k over the factored blocks
   std::vector<ParallelCholesky> sigma;
-  std::vector<Eigen::MatrixXd> f;  // InverseMaps: F_k = -Sigma_k^-1 M_{k,k-1}, X_{k,j} = F_k X_{k-1,j} for j < k
-  Eigen::MatrixXd input_schur;     // InputSchur: Sigma_0 (both triangles)
+  std::vector<Eigen::MatrixXd> lower;  // L_k^-1 M_{k,k-1}, L_k Sigma_k's factor (k = 1..l)
+  std::vector<Eigen::MatrixXd> f;      // InverseMaps: F_k = -Sigma_k^-1 M_{k,k-1}, X_{k,j} = F_k X_{k-1,j} for j < k
+  Eigen::MatrixXd input_schur;         // Sigma_0, both triangles (every output)
 };
 Elimination eliminate(const BlockTridiagonal& m, EliminationOutput output);
+
+// From an InputSchur elimination of M, the elimination of M + shift E_00 for `output` (LogDet or
+// InverseMaps): only Sigma_0 changes, so only it is factorised. The solver's rho enters M only there.
+Elimination finished(Elimination hidden, double shift, EliminationOutput output);
+// log det (M + shift E_00) from an InputSchur elimination of M; -inf where it is not definite.
+double shifted_logdet(const Elimination& hidden, double shift);
 
 // body(i) for i = 0..n-1: side by side on the OpenMP threads when `parallel`, else in order on this
 // thread. Not an `if (parallel)` clause: its team of one makes every parallel region inside a nested

@@ -211,14 +211,9 @@ class Barrier {
   // The barrier value at y with parameter t, or +inf outside the feasible set.
   double value(const VectorXd& y, double t) const {
     if (!(y.tail(groups_).array() > 0).all()) return kInf;
-    std::vector<double> logdet(parts_.size(), 0.0);
-    lipsdp::for_each_index(static_cast<int>(parts_.size()), by_part(parts_.size()), [&](int f) {
-      const Reduced& r = parts_[f];
-      const Elimination e = eliminate(lmi_at(r, y), EliminationOutput::LogDet);
-      logdet[f] = e.ok ? e.logdet : kInf;
-    });
+    const std::vector<Elimination>& hidden = hidden_eliminations(y);
     double sum = 0.0;
-    for (double v : logdet) sum += v;
+    for (const Elimination& e : hidden) sum += shifted_logdet(e, y(0) - hidden_rho_);
     if (!std::isfinite(sum)) return kInf;
     return t * y(0) - sum - kMultiplierBarrierWeight * y.tail(groups_).array().log().sum();
   }
@@ -236,8 +231,16 @@ class Barrier {
   double best_scale(const VectorXd& y, double t) const;
 
  private:
-  // LMI r's share of the Newton system, added into s; its neurons' quantities go through ws.
-  void add_part(const Reduced& r, const VectorXd& y, NewtonSystem& s, Workspace& ws) const;
+  // LMI r's share of the Newton system at the point of its elimination e, added into s; its neurons'
+  // quantities go through ws.
+  void add_part(const Reduced& r, const Elimination& e, NewtonSystem& s, Workspace& ws) const;
+
+  // Each LMI's elimination of its hidden blocks at y's multipliers (EliminationOutput::InputSchur), at
+  // rho = hidden_rho_. Kept for the next call at the same multipliers: rho enters M only in its input
+  // block, and the barrier is valued, moved along rho and given its Newton system at each accepted
+  // point's multipliers (measured: 784-1000-1000-10 spent half its solve in eliminations, most of them
+  // repeated).
+  const std::vector<Elimination>& hidden_eliminations(const VectorXd& y) const;
 
   const std::vector<Reduced>& parts_;
   int groups_;
@@ -245,7 +248,22 @@ class Barrier {
   double nu_;
   mutable std::vector<Workspace> ws_;
   mutable std::vector<NewtonSystem> partial_;
+  mutable VectorXd hidden_lambda_;
+  mutable double hidden_rho_ = 0.0;
+  mutable std::vector<Elimination> hidden_;
 };
+
+const std::vector<Elimination>& Barrier::hidden_eliminations(const VectorXd& y) const {
+  if (hidden_.size() == parts_.size() && hidden_lambda_.size() == groups_ && hidden_lambda_ == y.tail(groups_))
+    return hidden_;
+  hidden_.assign(parts_.size(), Elimination());
+  lipsdp::for_each_index(static_cast<int>(parts_.size()), by_part(parts_.size()), [&](int f) {
+    hidden_[f] = eliminate(lmi_at(parts_[f], y), EliminationOutput::InputSchur);
+  });
+  hidden_lambda_ = y.tail(groups_);
+  hidden_rho_ = y(0);
+  return hidden_;
+}
 
 void Barrier::newton_system(const VectorXd& y, double t, NewtonSystem& s) const {
   s.gradient.setZero(variables_);
@@ -255,9 +273,18 @@ void Barrier::newton_system(const VectorXd& y, double t, NewtonSystem& s) const 
   if (parts_.size() == 1 && parts_[0].identity_groups) s.hessian.col(0).setZero();
   else s.hessian.setZero();
   const int n = static_cast<int>(parts_.size());
+  // The Newton system is the last use of these eliminations at y's multipliers: they are taken over.
+  hidden_eliminations(y);
+  std::vector<Elimination> hidden = std::move(hidden_);
+  hidden_.clear();
+  auto add = [&](int f, NewtonSystem& into, Workspace& ws) {
+    const Elimination e = finished(std::move(hidden[f]), y(0) - hidden_rho_, EliminationOutput::InverseMaps);
+    if (!e.ok) throw std::runtime_error("LipSDP: Newton system requested at an infeasible point");
+    add_part(parts_[f], e, into, ws);
+  };
   if (!by_part(parts_.size())) {
     ws_.resize(1);
-    for (const Reduced& r : parts_) add_part(r, y, s, ws_[0]);
+    for (int f = 0; f < n; ++f) add(f, s, ws_[0]);
   } else {
     const int threads = omp_get_max_threads();
     ws_.resize(threads);
@@ -269,7 +296,7 @@ void Barrier::newton_system(const VectorXd& y, double t, NewtonSystem& s) const 
 #pragma omp parallel for schedule(dynamic)
     for (int f = 0; f < n; ++f) {
       const int me = omp_get_thread_num();
-      add_part(parts_[f], y, partial_[me], ws_[me]);
+      add(f, partial_[me], ws_[me]);
     }
     for (const NewtonSystem& p : partial_) {
       s.gradient += p.gradient;
@@ -286,10 +313,8 @@ void Barrier::newton_system(const VectorXd& y, double t, NewtonSystem& s) const 
 // S_k = [[1, -c_k], [-c_k, a_k]]: tr(X A_i) and tr(X A_i X A_j) = tr(S_k B_ij S_k' B_ij'),
 // B_ij = G_i' X G_j, whose entries are NeuronPairBlocks' ee, ew, we and ww. The lower triangle of
 // s.hessian is added to.
-void Barrier::add_part(const Reduced& r, const VectorXd& y, NewtonSystem& s, Workspace& ws) const {
+void Barrier::add_part(const Reduced& r, const Elimination& e, NewtonSystem& s, Workspace& ws) const {
   const int big_n = r.n_multipliers, n0 = r.block_size(0);
-  const Elimination e = eliminate(lmi_at(r, y), EliminationOutput::InverseMaps);
-  if (!e.ok) throw std::runtime_error("LipSDP: Newton system requested at an infeasible point");
   MatrixXd& x = ws.x;
   lower_block_inverse(r, e, x);
   const auto& mo = r.multiplier_offset;
@@ -348,12 +373,12 @@ void Barrier::add_part(const Reduced& r, const VectorXd& y, NewtonSystem& s, Wor
 
 VectorXd Barrier::input_schur_shifts(const VectorXd& y) const {
   std::vector<VectorXd> shifts(parts_.size());
+  const std::vector<Elimination>& hidden = hidden_eliminations(y);
   lipsdp::for_each_index(static_cast<int>(parts_.size()), by_part(parts_.size()), [&](int f) {
-    const Reduced& r = parts_[f];
-    const Elimination e = eliminate(lmi_at(r, y), EliminationOutput::InputSchur);
-    if (e.input_schur.size() == 0 || !e.input_schur.allFinite()) return;
+    const Elimination& e = hidden[f];
+    if (!e.ok || !e.input_schur.allFinite()) return;
     MatrixXd c = e.input_schur;
-    c.diagonal().array() -= y(0);
+    c.diagonal().array() -= hidden_rho_;
     shifts[f] = Eigen::SelfAdjointEigenSolver<MatrixXd>(c, Eigen::EigenvaluesOnly).eigenvalues();
   });
   return concatenated(shifts);

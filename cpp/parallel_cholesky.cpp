@@ -25,19 +25,23 @@ void by_column_panels(Matrix& b, Solve solve) {
   }
 }
 
-// a += alpha u u' on the lower triangle of a, by column panels over the OpenMP threads.
+}  // namespace
+
 template <typename Scalar>
 void lower_rank_update(Eigen::Ref<DenseMatrix<Scalar>> a, const Eigen::Ref<const DenseMatrix<Scalar>>& u, Scalar alpha) {
-  // Always in a parallel region, even for one panel: Eigen then multiplies serially inside it, where on
-  // its own it would start its parallel GEMM, whose spin-waiting costs more than small products.
   const Eigen::Index n = a.rows(), panels = panel_count(n);
+  if (panels == 1) {  // one panel's product would fill the upper triangle too
+    a.template selfadjointView<Eigen::Lower>().rankUpdate(u, alpha);
+    return;
+  }
+  // In a parallel region: Eigen then multiplies serially inside it, where on its own it would start its
+  // parallel GEMM, whose spin-waiting costs more than small products.
 #pragma omp parallel for schedule(dynamic)
   for (Eigen::Index c = 0; c < panels; ++c) {
     const Eigen::Index c0 = c * kBlock, cb = std::min(kBlock, n - c0);
     a.block(c0, c0, n - c0, cb).noalias() += alpha * u.middleRows(c0, n - c0) * u.middleRows(c0, cb).transpose();
   }
 }
-}  // namespace
 
 template <typename Scalar>
 bool BasicParallelCholesky<Scalar>::factorize() {
@@ -89,5 +93,7 @@ typename BasicParallelCholesky<Scalar>::Matrix BasicParallelCholesky<Scalar>::in
 
 template class BasicParallelCholesky<double>;
 template class BasicParallelCholesky<float>;
+template void lower_rank_update<double>(Eigen::Ref<DenseMatrix<double>>, const Eigen::Ref<const DenseMatrix<double>>&, double);
+template void lower_rank_update<float>(Eigen::Ref<DenseMatrix<float>>, const Eigen::Ref<const DenseMatrix<float>>&, float);
 
 }  // namespace lipcert

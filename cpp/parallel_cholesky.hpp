@@ -37,7 +37,14 @@ class BasicParallelCholesky {
 
 using ParallelCholesky = BasicParallelCholesky<double>;
 
+// a += alpha u u' on the lower triangle of a, by column panels over the OpenMP threads (Eigen's
+// rankUpdate runs on one).
+template <typename Scalar>
+void lower_rank_update(Eigen::Ref<DenseMatrix<Scalar>> a, const Eigen::Ref<const DenseMatrix<Scalar>>& u, Scalar alpha);
+
 extern template class BasicParallelCholesky<double>;
 extern template class BasicParallelCholesky<float>;
+extern template void lower_rank_update<double>(Eigen::Ref<DenseMatrix<double>>, const Eigen::Ref<const DenseMatrix<double>>&, double);
+extern template void lower_rank_update<float>(Eigen::Ref<DenseMatrix<float>>, const Eigen::Ref<const DenseMatrix<float>>&, float);
 
 }  // namespace lipcert
