@@ -75,9 +75,10 @@ SharedLipSdp channelwise_lipsdp(const Network& net);
 bool channelwise_lipsdp_applies(const Network& net);
 
 /// Where LipSdpOptions::primal_dual is unset, the primal-dual method solves LMIs with at least this many
-/// hidden layers. Its time against the barrier method's (benchmarks/bench_sdp.py --suite solvers, 2
-/// cores): 1.2-2x with 5-10 weight matrices of width 20-100 (the ECLipsE grid), 0.93-1.28x with 20,
-/// 0.6-0.94x with 30-50; on GLipSDP's MNIST W64 with 8 / 16 / 32 / 64 weights 1.03 / 0.93 / 0.59 / 0.39x.
+/// hidden layers. Its time against the barrier method's (2 cores, one run of each): on ECLipsE's grid
+/// 1.18 / 1.70x with 5 / 10 weight matrices of width 100, 1.16 / 1.47 / 1.04x with 20 of width
+/// 20 / 60 / 100, 1.14 / 1.18 / 0.91x with 30, 0.72x with 50 of width 60; on GLipSDP's MNIST W64 with
+/// 8 / 16 / 32 / 64 weights 1.19 / 0.95 / 0.58 / 0.35x.
 constexpr int kLipSdpPrimalDualFromLayers = 24;
 
 struct LipSdpOptions {
