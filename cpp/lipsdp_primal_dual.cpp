@@ -422,7 +422,7 @@ Path primal_dual_path(const Reduced& r, VectorXd y, const LipSdpOptions& options
           u_sym = ChainInverse({completion, lmi}, {&d.ds}, 1).symmetric_part(0, 1);
         }
         // tr(A_i U) = (B dy)_i less the LP part, exactly: how far the chain's U is off.
-        VectorXd b_dy = b.selfadjointView<Eigen::Lower>() * d.dy;
+        VectorXd b_dy = lower_symmetric_product(b, d.dy);
         b_dy.tail(n) -= z.cwiseQuotient(lambda).cwiseProduct(d.dy.tail(n));
         dense_products = (adjoint_map(r, u_sym) - b_dy).norm() > kChainResidual * b_dy.norm();
       }

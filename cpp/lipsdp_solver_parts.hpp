@@ -158,7 +158,7 @@ class NewtonSolver {
   }
   // (D H D) v.
   VectorXd scaled_product(const VectorXd& v) const {
-    return d_.cwiseProduct(hessian_->selfadjointView<Eigen::Lower>() * d_.cwiseProduct(v));
+    return d_.cwiseProduct(lower_symmetric_product(*hessian_, d_.cwiseProduct(v)));
   }
   VectorXd preconditioned(const VectorXd& r) const { return single_.solve(r.cast<float>()).cast<double>(); }
   // Conjugate gradients on the scaled system from the single-precision solve; false if it stalls.

@@ -1,6 +1,9 @@
 #include "parallel_cholesky.hpp"
 
+#include <omp.h>
+
 #include <algorithm>
+#include <vector>
 
 namespace lipcert {
 
@@ -89,6 +92,27 @@ typename BasicParallelCholesky<Scalar>::Matrix BasicParallelCholesky<Scalar>::in
   solve_lower_in_place(a);
   solve_upper_in_place(a);
   return a;
+}
+
+Eigen::VectorXd lower_symmetric_product(const Eigen::MatrixXd& a, const Eigen::VectorXd& v) {
+  // Panels narrow enough that each one's columns stay in cache for their second use (the transposed
+  // product).
+  constexpr Eigen::Index kColumns = 32;
+  const Eigen::Index n = a.rows(), panels = (n + kColumns - 1) / kColumns;
+  if (panels < 8 || omp_get_max_threads() == 1 || omp_in_parallel()) return a.selfadjointView<Eigen::Lower>() * v;
+  std::vector<Eigen::VectorXd> partial(omp_get_max_threads(), Eigen::VectorXd::Zero(n));
+#pragma omp parallel for schedule(dynamic)
+  for (Eigen::Index c = 0; c < panels; ++c) {
+    Eigen::VectorXd& y = partial[omp_get_thread_num()];
+    const Eigen::Index c0 = c * kColumns, cb = std::min(kColumns, n - c0), rest = n - c0 - cb;
+    y.segment(c0, cb).noalias() += a.block(c0, c0, cb, cb).selfadjointView<Eigen::Lower>() * v.segment(c0, cb);
+    if (rest == 0) continue;
+    const auto below = a.block(c0 + cb, c0, rest, cb);
+    y.tail(rest).noalias() += below * v.segment(c0, cb);
+    y.segment(c0, cb).noalias() += below.transpose() * v.tail(rest);
+  }
+  for (size_t t = 1; t < partial.size(); ++t) partial[0] += partial[t];
+  return partial[0];
 }
 
 template class BasicParallelCholesky<double>;

@@ -42,6 +42,10 @@ using ParallelCholesky = BasicParallelCholesky<double>;
 template <typename Scalar>
 void lower_rank_update(Eigen::Ref<DenseMatrix<Scalar>> a, const Eigen::Ref<const DenseMatrix<Scalar>>& u, Scalar alpha);
 
+// a v for a symmetric a of which only the lower triangle is stored, by column panels over the OpenMP
+// threads (Eigen's selfadjoint product runs on one).
+Eigen::VectorXd lower_symmetric_product(const Eigen::MatrixXd& a, const Eigen::VectorXd& v);
+
 extern template class BasicParallelCholesky<double>;
 extern template class BasicParallelCholesky<float>;
 extern template void lower_rank_update<double>(Eigen::Ref<DenseMatrix<double>>, const Eigen::Ref<const DenseMatrix<double>>&, double);
