@@ -238,8 +238,8 @@ class Barrier {
   // Each LMI's elimination of its hidden blocks at y's multipliers (EliminationOutput::InputSchur), at
   // rho = hidden_rho_. Kept for the next call at the same multipliers: rho enters M only in its input
   // block, and the barrier is valued, moved along rho and given its Newton system at each accepted
-  // point's multipliers (measured: 784-1000-1000-10 spent half its solve in eliminations, most of them
-  // repeated).
+  // point's multipliers (measured: eliminations were half of a solve of 784-1000-1000-10; kept, the
+  // solve took 0.81x the time).
   const std::vector<Elimination>& hidden_eliminations(const VectorXd& y) const;
 
   const std::vector<Reduced>& parts_;

@@ -1,8 +1,9 @@
 #pragma once
-// Dense Cholesky factorisation, and solves with its factor, that use every OpenMP thread. Eigen's LLT
-// updates the trailing matrix with a single-threaded rank update that its parallel GEMM does not reach,
-// and its triangular solves run on one thread; the Newton systems of LipSDP-Neuron (one row per
-// neuron) and the wide blocks of unrolled convolutions spent most of their time there.
+// Dense Cholesky factorisation, solves with its factor, rank updates and symmetric products that use
+// every OpenMP thread. Eigen's LLT updates the trailing matrix with a single-threaded rank update that
+// its parallel GEMM does not reach, and its triangular solves and symmetric products run on one
+// thread; the Newton systems of LipSDP-Neuron (one row per neuron) and the wide blocks of unrolled
+// convolutions spent most of their time there.
 #include <Eigen/Dense>
 
 namespace lipcert {
