@@ -211,9 +211,9 @@ class Barrier {
   // The barrier value at y with parameter t, or +inf outside the feasible set.
   double value(const VectorXd& y, double t) const {
     if (!(y.tail(groups_).array() > 0).all()) return kInf;
-    const std::vector<Elimination>& hidden = hidden_eliminations(y);
+    const KeptEliminations& kept = kept_at(y);
     double sum = 0.0;
-    for (const Elimination& e : hidden) sum += shifted_logdet(e, y(0) - hidden_rho_);
+    for (const Elimination& e : kept.parts) sum += shifted_logdet(e, y(0) - kept.rho);
     if (!std::isfinite(sum)) return kInf;
     return t * y(0) - sum - kMultiplierBarrierWeight * y.tail(groups_).array().log().sum();
   }
@@ -235,12 +235,18 @@ class Barrier {
   // quantities go through ws.
   void add_part(const Reduced& r, const Elimination& e, NewtonSystem& s, Workspace& ws) const;
 
-  // Each LMI's elimination of its hidden blocks at y's multipliers (EliminationOutput::InputSchur), at
-  // rho = hidden_rho_. Kept for the next call at the same multipliers: rho enters M only in its input
-  // block, and the barrier is valued, moved along rho and given its Newton system at each accepted
-  // point's multipliers (measured: eliminations were half of a solve of 784-1000-1000-10; kept, the
-  // solve took 0.81x the time).
-  const std::vector<Elimination>& hidden_eliminations(const VectorXd& y) const;
+  // Each LMI's elimination of its hidden blocks (EliminationOutput::InputSchur) at one point, kept for
+  // the next call at the same multipliers: rho enters M only in its input block, and the barrier is
+  // valued, moved along rho and given its Newton system at each accepted point's multipliers
+  // (measured: eliminations were half of a solve of 784-1000-1000-10; kept, the solve took 0.81x the
+  // time).
+  struct KeptEliminations {
+    VectorXd lambda;                 // the point's multipliers
+    double rho = 0.0;                // and rho
+    std::vector<Elimination> parts;  // one per LMI; empty once a Newton system has taken them
+  };
+  // kept_, formed at y unless it holds y's multipliers.
+  const KeptEliminations& kept_at(const VectorXd& y) const;
 
   const std::vector<Reduced>& parts_;
   int groups_;
@@ -248,21 +254,19 @@ class Barrier {
   double nu_;
   mutable std::vector<Workspace> ws_;
   mutable std::vector<NewtonSystem> partial_;
-  mutable VectorXd hidden_lambda_;
-  mutable double hidden_rho_ = 0.0;
-  mutable std::vector<Elimination> hidden_;
+  mutable KeptEliminations kept_;
 };
 
-const std::vector<Elimination>& Barrier::hidden_eliminations(const VectorXd& y) const {
-  if (hidden_.size() == parts_.size() && hidden_lambda_.size() == groups_ && hidden_lambda_ == y.tail(groups_))
-    return hidden_;
-  hidden_.assign(parts_.size(), Elimination());
+const Barrier::KeptEliminations& Barrier::kept_at(const VectorXd& y) const {
+  if (kept_.parts.size() == parts_.size() && kept_.lambda.size() == groups_ && kept_.lambda == y.tail(groups_))
+    return kept_;
+  kept_.parts.assign(parts_.size(), Elimination());
   lipsdp::for_each_index(static_cast<int>(parts_.size()), by_part(parts_.size()), [&](int f) {
-    hidden_[f] = eliminate(lmi_at(parts_[f], y), EliminationOutput::InputSchur);
+    kept_.parts[f] = eliminate(lmi_at(parts_[f], y), EliminationOutput::InputSchur);
   });
-  hidden_lambda_ = y.tail(groups_);
-  hidden_rho_ = y(0);
-  return hidden_;
+  kept_.lambda = y.tail(groups_);
+  kept_.rho = y(0);
+  return kept_;
 }
 
 void Barrier::newton_system(const VectorXd& y, double t, NewtonSystem& s) const {
@@ -273,12 +277,12 @@ void Barrier::newton_system(const VectorXd& y, double t, NewtonSystem& s) const 
   if (parts_.size() == 1 && parts_[0].identity_groups) s.hessian.col(0).setZero();
   else s.hessian.setZero();
   const int n = static_cast<int>(parts_.size());
-  // The Newton system is the last use of these eliminations at y's multipliers: they are taken over.
-  hidden_eliminations(y);
-  std::vector<Elimination> hidden = std::move(hidden_);
-  hidden_.clear();
+  // The Newton system is the last use of these eliminations at y's multipliers: it takes them over.
+  kept_at(y);
+  KeptEliminations kept = std::move(kept_);
+  kept_.parts.clear();
   auto add = [&](int f, NewtonSystem& into, Workspace& ws) {
-    const Elimination e = finished(std::move(hidden[f]), y(0) - hidden_rho_, EliminationOutput::InverseMaps);
+    const Elimination e = finished(std::move(kept.parts[f]), y(0) - kept.rho, EliminationOutput::InverseMaps);
     if (!e.ok) throw std::runtime_error("LipSDP: Newton system requested at an infeasible point");
     add_part(parts_[f], e, into, ws);
   };
@@ -373,12 +377,12 @@ void Barrier::add_part(const Reduced& r, const Elimination& e, NewtonSystem& s, 
 
 VectorXd Barrier::input_schur_shifts(const VectorXd& y) const {
   std::vector<VectorXd> shifts(parts_.size());
-  const std::vector<Elimination>& hidden = hidden_eliminations(y);
+  const KeptEliminations& kept = kept_at(y);
   lipsdp::for_each_index(static_cast<int>(parts_.size()), by_part(parts_.size()), [&](int f) {
-    const Elimination& e = hidden[f];
+    const Elimination& e = kept.parts[f];
     if (!e.ok || !e.input_schur.allFinite()) return;
     MatrixXd c = e.input_schur;
-    c.diagonal().array() -= hidden_rho_;
+    c.diagonal().array() -= kept.rho;
     shifts[f] = Eigen::SelfAdjointEigenSolver<MatrixXd>(c, Eigen::EigenvaluesOnly).eigenvalues();
   });
   return concatenated(shifts);
