@@ -235,22 +235,59 @@ bool completion_inverse(const Reduced& r, const Banded& x, Banded& out) {
   return true;
 }
 
-// The largest a <= cap with every clique of X + a dX definite, X's cliques definite. Only the cliques
-// that a Cholesky factorisation finds indefinite at cap need their eigenvalues (measured: the
-// eigenvalues of every clique were 11% of an iteration on GLipSDP's MNIST W64 with 32 weights).
-double clique_step(const Reduced& r, const Banded& x, const Banded& dx, double cap) {
-  std::vector<double> steps(r.l + 1, kInf);
-#pragma omp parallel for schedule(dynamic)
-  for (int k = 1; k <= r.l; ++k) {
-    const MatrixXd xc = clique(r, x, k), dxc = clique(r, dx, k);
-    if (std::isfinite(cap) && Eigen::LLT<MatrixXd>(xc + cap * dxc).info() == Eigen::Success) continue;
-    const Eigen::LLT<MatrixXd> llt(xc);
-    MatrixXd t = llt.matrixL().solve(dxc);
-    t = llt.matrixL().solve(t.transpose()).eval();
-    const double least = Eigen::SelfAdjointEigenSolver<MatrixXd>(0.5 * (t + t.transpose()), Eigen::EigenvaluesOnly).eigenvalues()(0);
-    if (least < 0) steps[k] = -1 / least;
+// Where the largest a with feasible(a) lies, feasible(0) holding: feasible(lo), and not feasible(hi)
+// unless lo = hi = cap.
+struct StepBracket {
+  double lo, hi;
+};
+// By halving from cap (finite).
+template <class Feasible>
+StepBracket bracket_step(Feasible feasible, double cap) {
+  if (feasible(cap)) return {cap, cap};
+  double hi = cap, lo = cap;
+  do {
+    hi = lo;
+    lo *= 0.5;
+  } while (lo > 1e-14 * cap && !feasible(lo));
+  if (lo <= 1e-14 * cap) return {0.0, hi};
+  return {lo, hi};
+}
+// Nearly the largest feasible a in the bracket: its feasible end after `refinements` bisection steps
+// (4: within 7% of the step).
+template <class Feasible>
+double refined_step(Feasible feasible, StepBracket b, int refinements) {
+  if (b.lo == b.hi || b.lo == 0.0) return b.lo;
+  for (int i = 0; i < refinements; ++i) {
+    const double mid = 0.5 * (b.lo + b.hi);
+    (feasible(mid) ? b.lo : b.hi) = mid;
   }
-  return std::min(cap, *std::min_element(steps.begin(), steps.end()));
+  return b.lo;
+}
+
+// Nearly the largest a <= cap with every clique of X + a dX definite, X's cliques definite, by bisection
+// on the cliques' Cholesky factorisations (to 0.4%), refining only the cliques whose bracket can hold
+// the least step. The exact step, from the cliques' generalized eigenvalues, took 0.76 ms per 120 x 120
+// clique against 0.04 ms per factorisation, and 42% of an iteration on the ECLipsE grid's 5 x 60.
+// Measured over 18 ECLipsE-grid and MNIST W64 nets (2-50 layers): 350 iterations with the exact step,
+// 351 with 8 bisection steps, 364 with 4 (7%); a closer dual step (lmi_step with 6 or 8) took 352 and
+// 358.
+constexpr int kCliqueRefinements = 8;
+double clique_step(const Reduced& r, const Banded& x, const Banded& dx, double cap) {
+  auto definite_at = [&](int k) {
+    return [xc = clique(r, x, k), dxc = clique(r, dx, k)](double a) {
+      return Eigen::LLT<MatrixXd>(xc + a * dxc).info() == Eigen::Success;
+    };
+  };
+  std::vector<StepBracket> brackets(r.l + 1, {cap, cap});
+#pragma omp parallel for schedule(dynamic)
+  for (int k = 1; k <= r.l; ++k) brackets[k] = bracket_step(definite_at(k), cap);
+  double least_hi = cap;
+  for (const StepBracket& b : brackets) least_hi = std::min(least_hi, b.hi);
+  std::vector<double> steps(r.l + 1, cap);
+#pragma omp parallel for schedule(dynamic)
+  for (int k = 1; k <= r.l; ++k)
+    steps[k] = brackets[k].lo < least_hi ? refined_step(definite_at(k), brackets[k], kCliqueRefinements) : brackets[k].lo;
+  return *std::min_element(steps.begin(), steps.end());
 }
 
 // The largest a with v + a dv > 0 (+inf if dv >= 0).
@@ -261,24 +298,13 @@ double ratio_step(const VectorXd& v, const VectorXd& dv) {
   return step;
 }
 
-// Nearly the largest a <= cap with M + a dM definite (to 7% by bisection; M is definite). M(y + a dy) is
-// M(y) + a dM(dy): assembled from them rather than from y + a dy, the trials skip the products W'TW
-// that LeakyReLU layers add to M (measured: the bisection took 1.56 s instead of 3.39 s over a solve of
-// GLipSDP's MNIST W64 with 64 weights).
+// Nearly the largest a <= cap with M + a dM definite (M is definite). M(y + a dy) is M(y) + a dM(dy):
+// assembled from them rather than from y + a dy, the trials skip the products W'TW that LeakyReLU
+// layers add to M (measured: the bisection took 1.56 s instead of 3.39 s over a solve of GLipSDP's
+// MNIST W64 with 64 weights).
 double lmi_step(const Banded& m, const Banded& dm, double cap) {
-  auto feasible = [&](double a) { return eliminate(plus(m, a, dm), EliminationOutput::LogDet).ok; };
-  if (feasible(cap)) return cap;
-  double hi = cap, lo = cap;
-  do {
-    hi = lo;
-    lo *= 0.5;
-  } while (lo > 1e-14 * cap && !feasible(lo));
-  if (lo <= 1e-14 * cap) return 0.0;
-  for (int i = 0; i < 4; ++i) {
-    const double mid = 0.5 * (lo + hi);
-    (feasible(mid) ? lo : hi) = mid;
-  }
-  return lo;
+  auto definite = [&](double a) { return eliminate(plus(m, a, dm), EliminationOutput::LogDet).ok; };
+  return refined_step(definite, bracket_step(definite, cap), 4);
 }
 
 // B_ij = tr(A_i Xh A_j M^-1), the HKM direction's Newton system (lower triangle): with
