@@ -134,8 +134,8 @@ def test_the_primal_dual_solve_equals_cvxpy_and_the_barrier_solve(sizes, activat
 
 @pytest.mark.parametrize("activation", ["relu", "leaky"])
 def test_the_primal_dual_solve_needs_a_third_of_the_barriers_newton_systems_on_a_deep_network(activation):
-    # Measured: 23 / 20 against 69 / 58 on these 20 x 20 MLPs; both end at the same optimum, and the
-    # primal-dual method's points are proved like the barrier's.
+    # Measured: 20 / 18 against 69 / 58 on these 20 x 20 MLPs (22 / 20 from the barrier's start); both
+    # end at the same optimum, and the primal-dual method's points are proved like the barrier's.
     from lipcert import _core
     args = slope_restricted_problem(mlp([20] * 21 + [1], activation, seed=20)).core_args()
     primal_dual = _core.lipsdp_solve(*args, primal_dual=True)
@@ -148,8 +148,8 @@ def test_the_primal_dual_solve_needs_a_third_of_the_barriers_newton_systems_on_a
     layer = [_core.lipsdp_solve(*args, per_layer=True, primal_dual=flag) for flag in (False, True)]
     assert layer[0]["newton_steps"] == layer[1]["newton_steps"]
     assert layer[0]["certified_upper"] == layer[1]["certified_upper"]
-    # Where it does not reach its optimum, the barrier method runs from the same start: its steps
-    # are added, its points proved.
+    # Where it does not reach its optimum, the barrier method runs from its own start: its steps are
+    # added, its points proved.
     cut = _core.lipsdp_solve(*args, primal_dual=True, max_newton_steps=5)
     barrier_cut = _core.lipsdp_solve(*args, primal_dual=False, max_newton_steps=5)
     assert cut["status"] == barrier_cut["status"] == "max_steps"
