@@ -175,8 +175,11 @@ LmiAtZero lmi_at_zero(const SlopeRestrictedNetwork& net, const Eigen::Ref<const 
   return z;
 }
 
-// The rho tried, from just above the estimate.
-constexpr double kLadder[] = {1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 1e-1};
+// The rho tried, from just above the estimate. Steps of 10 from 1e-8: GLipSDP's MNIST W64 with 64
+// weights, from the primal-dual method's closer start, failed at 1e-6 and was proved at 1e-4 (L
+// 5e-5 above sqrt(rho)) on a ladder of steps of 100, and is proved at 1e-5 on this one (3e-6 failed);
+// a failed proof costs one factorisation of M.
+constexpr double kLadder[] = {1e-12, 1e-10, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1};
 double ladder_rho(double estimate, double gap) { return std::max(round_up(estimate * (1 + gap)), 1e-280); }
 
 // The smallest rho on the ladder from the largest estimate at which every LMI is proved. Proving all
