@@ -397,6 +397,22 @@ PYBIND11_MODULE(_core, m) {
      py::arg("initial_lower"), py::arg("initial_witness"), py::arg("progress"), py::arg("batch") = 0,
      py::arg("progress_interval") = 0.5,
      "Branch and bound over activation patterns on all of R^n (a homogenised network): the exact global constant.");
+  m.def("deeper_region_point", [](const Network& net, const Eigen::VectorXd& x, const Eigen::VectorXd& lower,
+                                  const Eigen::VectorXd& upper, std::optional<Eigen::VectorXd> l1_center,
+                                  double l1_radius, double min_depth) -> std::optional<Eigen::VectorXd> {
+    std::optional<L1Ball> ball;
+    if (l1_center) ball = L1Ball{*l1_center, l1_radius};
+    Eigen::VectorXd point;
+    {
+      py::gil_scoped_release release;
+      point = deeper_region_point(net, x, InputBox{lower, upper}, ball, min_depth);
+    }
+    if (point.size() == 0) return std::nullopt;
+    return point;
+  }, py::arg("net"), py::arg("x"), py::arg("lower"), py::arg("upper"), py::arg("l1_center") = py::none(),
+     py::arg("l1_radius") = 0.0, py::arg("min_depth"),
+     "The Chebyshev centre of x's activation region in the box (and l1 ball) where x is within min_depth of a kink "
+     "and the centre lies deeper (a hint to certify), else None.");
   m.def("prove_infeasible", &prove_infeasible, "Farkas-certified emptiness of {G x <= h} in a box, with error bounds.");
   m.def("prove_no_nonnegative_solution", &prove_no_nonnegative_solution,
         "Farkas-certified emptiness of {v >= 0 : E v = f} (exact data).");

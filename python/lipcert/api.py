@@ -12,7 +12,7 @@ from .domain import Ball, Box, check_domain
 from .errors import LipcertError
 from .methods.autolip import autolip_bound, gpu_worthwhile
 from .methods.bab import bab_bound
-from .methods.lower import lower_bound
+from .methods.lower import deepened_witness, lower_bound
 from .methods.naive import naive_bound
 from .methods.sdp import certified_bound_from_multipliers, sdp_bound, sdp_worthwhile
 from .methods.seqlip import seqlip_bound
@@ -97,6 +97,7 @@ def lipschitz(net: Network, method: str = "auto", norm=2, domain=None, output=No
         budget = 10.0 if time_limit is None else max(0.1, time_limit - (time.perf_counter() - start))
         lower, witness, lower_stats = lower_bound(net, p_in, p_out, domain, seed=seed, time_budget=budget)
         stats["lower_search"] = lower_stats
+    lower, witness = deepened_witness(net, p_in, p_out, domain, lower, witness)
     if lower > upper and certified:
         raise LipcertError(f"internal error: certified lower bound {lower!r} exceeds certified upper bound {upper!r}")
     exact = bool(certified and (upper - lower) <= tol * upper)

@@ -104,6 +104,18 @@ class Ball:
         return f"Ball(size={self.size}, radius={self.radius:g}, p={self.p:g})"
 
 
+def polyhedral_box(domain):
+    """(lower, upper, l1_ball) for a Box or an l-inf or l1 Ball: the box (a ball's rounded outward, so
+    that it holds every point of the ball) and, for an l1 Ball, the (center, radius) that cuts it down
+    to the ball; None for an l2 Ball, which is not a polytope."""
+    if isinstance(domain, Box):
+        return domain.lower.ravel().astype(float), domain.upper.ravel().astype(float), None
+    if domain.p == 2:
+        return None
+    c, r = domain.center.ravel(), domain.radius
+    return np.nextafter(c - r, -np.inf), np.nextafter(c + r, np.inf), (c, r) if domain.p == 1.0 else None
+
+
 def check_domain(domain, input_size: int):
     if domain is None:
         return None

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import _core
 from .._cuda_loader import cuda_available, cuda_module
-from ..domain import Ball, Box
+from ..domain import polyhedral_box
 from ..errors import UnsupportedLayerError
 from ..layers import AvgPool2d, MaxMin
 from ..network import Network
@@ -43,13 +43,10 @@ PROBE_SHARE, PROBE_SECONDS = 0.05, 0.5
 def domain_box(domain):
     """(lower, upper, l1_ball): the box bab searches, and for an l1 Ball the (center, radius) that
     restricts it; l2 balls are not supported by this version."""
-    if isinstance(domain, Box):
-        return domain.lower.ravel().astype(float), domain.upper.ravel().astype(float), None
-    if isinstance(domain, Ball) and domain.p in (1.0, math.inf):
-        c, r = domain.center.ravel(), domain.radius
-        # The ball's bounding box, rounded outward so that it holds every point of the ball.
-        return np.nextafter(c - r, -np.inf), np.nextafter(c + r, np.inf), (c, r) if domain.p == 1.0 else None
-    raise NotImplementedError(f"method 'bab' supports Box and Ball(p=inf or p=1) domains in this version, not {domain!r}")
+    box = polyhedral_box(domain)
+    if box is None:
+        raise NotImplementedError(f"method 'bab' supports Box and Ball(p=inf or p=1) domains in this version, not {domain!r}")
+    return box
 
 
 def check_global_search(net: Network, device: str) -> None:
