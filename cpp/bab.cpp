@@ -639,11 +639,16 @@ Eigen::VectorXd deeper_region_point(const Network& net, const Eigen::VectorXd& x
   Subdomain s{box.lower, box.upper, std::move(pattern.states)};
   const SubdomainBound all = bound_subdomain(net, s, Norm::Two, Norm::Two, false);
   if (!all.feasible) return Eigen::VectorXd();
-  const Eigen::VectorXd slack = all.region_h - all.region_g * x;
   const Eigen::VectorXd row_norms = all.region_g.rowwise().norm();
-  double depth = std::numeric_limits<double>::infinity();  // x's distance to the nearest kink
-  for (Eigen::Index i = 0; i < slack.size(); ++i)
-    if (row_norms(i) > 0) depth = std::min(depth, slack(i) / row_norms(i));
+  auto slack_at = [&](const Eigen::VectorXd& y) -> Eigen::VectorXd { return all.region_h - all.region_g * y; };
+  auto depth_of = [&](const Eigen::VectorXd& slack) {  // the distance to the nearest kink
+    double depth = std::numeric_limits<double>::infinity();
+    for (Eigen::Index i = 0; i < slack.size(); ++i)
+      if (row_norms(i) > 0) depth = std::min(depth, slack(i) / row_norms(i));
+    return depth;
+  };
+  const Eigen::VectorXd slack = slack_at(x);
+  const double depth = depth_of(slack);
   if (!(depth < min_depth)) return Eigen::VectorXd();
   // The LP runs on a box around x with the rows that can bind in it (row i where its slack is under
   // ||g_i||_1 times the box's half-width): over the whole of a 784-1024-1024-10 net's region it
@@ -680,10 +685,7 @@ Eigen::VectorXd deeper_region_point(const Network& net, const Eigen::VectorXd& x
   } catch (const std::runtime_error&) {  // HiGHS did not solve the LP: no hint
     return Eigen::VectorXd();
   }
-  const Eigen::VectorXd centre_slack = all.region_h - all.region_g * centre;
-  for (Eigen::Index i = 0; i < centre_slack.size(); ++i)
-    if (row_norms(i) > 0 && !(centre_slack(i) / row_norms(i) > depth)) return Eigen::VectorXd();
-  return centre;
+  return depth_of(slack_at(centre)) > depth ? centre : Eigen::VectorXd();
 }
 
 }  // namespace lipcert
