@@ -45,10 +45,13 @@ constexpr double kDeeperPointReach = 4.0;
 constexpr double kDepthEstimateMargin = 4.0;
 // ... and its LP keeps to about this many matrix entries (rows times the input size).
 constexpr Eigen::Index kMaxLpEntries = 50000;
-// Networks with more entries than this in their region's rows (neurons times the input size) go
-// without: forming the rows took 0.3-0.5 s for 784-1000-1000-1000-10 (2.4e6 entries), 1.3 / 2.2 s
-// for GLipSDP's MNIST CNNs with 3 / 5 convolutions of 8 channels (1.5e7 / 2.5e7).
-constexpr Eigen::Index kMaxRegionEntries = Eigen::Index{1} << 22;
+// Its exact rows: those of this many neurons per LP row, the nearest x by the estimates. All of a
+// region's rows (bound_subdomain's) took 0.3-0.5 s for 784-1000-1000-1000-10 and 1.3 / 2.2 s for
+// GLipSDP's MNIST CNNs with 3 / 5 convolutions of 8 channels.
+constexpr size_t kCandidateRowsPerLpRow = 4;
+// ... as far as their reverse products stay within this many multiply-adds (about 0.1 s here):
+// the 252 rows nearest x took 0.8 s on GLipSDP's MNIST CNN with 9 convolutions of 16 channels.
+constexpr double kMaxRowWork = 0x1.0p29;
 
 struct Node {
   Subdomain subdomain;
@@ -569,12 +572,12 @@ BabResult lipschitz_bab(const Network& net, const std::vector<InputBox>& boxes, 
 namespace {
 
 // x's activation pattern in floating point (each neuron's sign, -1 on a kink; each MaxMin pair +1
-// where it keeps its order, -1 where it swaps), and an estimate of x's distance to the nearest kink:
-// min |z_i| / ||grad z_i||, each gradient's norm estimated from kDepthProbes random directions r
-// (E (g.r)^2 = ||g||^2). The estimate spares the region's exact rows (m x n: 0.2-0.5 s on
-// MNIST-sized nets) where x is clear of every kink.
+// where it keeps its order, -1 where it swaps), and estimates of x's distance to each kink:
+// |z_i| / ||grad z_i||, each gradient's norm estimated from kDepthProbes random directions r
+// (E (g.r)^2 = ||g||^2). They spare the exact rows of the neurons clear of x (region_rows).
 struct PatternAt {
   std::vector<NeuronStates> states;
+  std::vector<Eigen::VectorXd> pre_activations, depths;  // per activation layer (MaxMin: per pair)
   double estimated_depth = std::numeric_limits<double>::infinity();
 };
 
@@ -586,9 +589,9 @@ PatternAt activation_pattern_at(const Network& net, const Eigen::VectorXd& x) {
   std::normal_distribution<double> normal;
   Eigen::MatrixXd z = x;
   Eigen::MatrixXd t = Eigen::MatrixXd::NullaryExpr(x.size(), kDepthProbes, [&] { return normal(rng); });
-  auto see = [&](double value, const Eigen::Ref<const Eigen::RowVectorXd>& tangent) {
+  auto depth = [&](double value, const Eigen::Ref<const Eigen::RowVectorXd>& tangent) {
     const double gradient = tangent.norm() / std::sqrt(static_cast<double>(kDepthProbes));
-    if (gradient > 0) out.estimated_depth = std::min(out.estimated_depth, std::abs(value) / gradient);
+    return gradient > 0 ? std::abs(value) / gradient : std::numeric_limits<double>::infinity();
   };
   for (const Layer& l : net.layers()) {
     if (l.is_affine()) {
@@ -596,25 +599,92 @@ PatternAt activation_pattern_at(const Network& net, const Eigen::VectorXd& x) {
       t = apply_linear(l, t, false);
     } else if (l.is_activation()) {
       NeuronStates s(z.rows(), 0);
+      Eigen::VectorXd d;
       if (l.kind == LayerKind::MaxMin) {
         const Eigen::Index half = z.rows() / 2;
+        d.resize(half);
         for (Eigen::Index i = 0; i < half; ++i) {
-          see(z(i, 0) - z(i + half, 0), t.row(i) - t.row(i + half));
+          d(i) = depth(z(i, 0) - z(i + half, 0), t.row(i) - t.row(i + half));
           s[i] = z(i, 0) >= z(i + half, 0) ? 1 : -1;
           if (s[i] < 0) t.row(i).swap(t.row(i + half));
         }
       } else {
+        d.resize(z.rows());
         for (Eigen::Index i = 0; i < z.rows(); ++i) {
-          see(z(i, 0), t.row(i));
+          d(i) = depth(z(i, 0), t.row(i));
           s[i] = z(i, 0) > 0 ? 1 : -1;
         }
         t = activation_derivative(l, z.col(0)).asDiagonal() * t;
       }
+      if (d.size() > 0) out.estimated_depth = std::min(out.estimated_depth, d.minCoeff());
       out.states.push_back(std::move(s));
+      out.depths.push_back(std::move(d));
+      out.pre_activations.push_back(z.col(0));
       apply_activation(l, z);
     }
   }
   return out;
+}
+
+// The rows g y <= h of x's region (its pattern) for the given neurons (activation layer, neuron; a
+// MaxMin pair by its first neuron, z_i its difference): g = -s grad z_i and h = s z_i(x) + g x for
+// the neuron's sign s. By reverse products through the prefix of each neuron's layer, in floating
+// point: a hint's rows, with no error bounds (zero), for far fewer neurons than bound_subdomain's
+// rows of them all.
+SubdomainBound region_rows(const Network& net, const PatternAt& pattern, const Eigen::VectorXd& x,
+                           const std::vector<std::pair<int, Eigen::Index>>& neurons) {
+  const Eigen::Index n = x.size(), m = static_cast<Eigen::Index>(neurons.size());
+  std::vector<std::vector<Eigen::Index>> rows_of_layer(pattern.states.size());
+  for (Eigen::Index k = 0; k < m; ++k) rows_of_layer[neurons[k].first].push_back(k);
+  // u's columns: each neuron's adjoint at the current layer's output, its index among `neurons`
+  Eigen::MatrixXd u(0, 0);
+  std::vector<Eigen::Index> column_row;
+  Eigen::VectorXd slack(m);
+  int a = static_cast<int>(pattern.states.size());
+  const auto& layers = net.layers();
+  for (auto it = layers.rbegin(); it != layers.rend(); ++it) {
+    const Layer& l = *it;
+    if (l.is_affine()) {
+      if (u.cols() > 0) u = apply_linear_transpose(l, u, false);
+      continue;
+    }
+    if (!l.is_activation()) continue;
+    --a;
+    const NeuronStates& s = pattern.states[a];
+    const Eigen::VectorXd& z = pattern.pre_activations[a];
+    if (l.kind == LayerKind::MaxMin) {
+      const Eigen::Index half = z.size() / 2;
+      if (u.cols() > 0)
+        for (Eigen::Index i = 0; i < half; ++i)
+          if (s[i] < 0) u.row(i).swap(u.row(i + half));
+    } else if (u.cols() > 0) {
+      u = activation_derivative(l, z).asDiagonal() * u;
+    }
+    const std::vector<Eigen::Index>& own = rows_of_layer[a];
+    if (own.empty()) continue;
+    const Eigen::Index first = u.cols();
+    u.conservativeResize(z.size(), first + static_cast<Eigen::Index>(own.size()));
+    u.rightCols(own.size()).setZero();
+    for (size_t j = 0; j < own.size(); ++j) {
+      const Eigen::Index k = own[j], i = neurons[k].second, col = first + static_cast<Eigen::Index>(j);
+      const int sign = s[i] > 0 ? 1 : -1;
+      u(i, col) = -sign;
+      double value = z(i);
+      if (l.kind == LayerKind::MaxMin) {
+        u(i + z.size() / 2, col) = sign;
+        value -= z(i + z.size() / 2);
+      }
+      slack(k) = sign * value;
+      column_row.push_back(k);
+    }
+  }
+  SubdomainBound b;
+  b.region_g.resize(m, n);
+  for (Eigen::Index c = 0; c < u.cols(); ++c) b.region_g.row(column_row[c]) = u.col(c).transpose();
+  b.region_h = slack + b.region_g * x;
+  b.region_g_error = Eigen::MatrixXd::Zero(m, n);
+  b.region_h_error = Eigen::VectorXd::Zero(m);
+  return b;
 }
 
 }  // namespace
@@ -632,13 +702,28 @@ Eigen::VectorXd deeper_region_point(const Network& net, const Eigen::VectorXd& x
   if (!x.allFinite()) return Eigen::VectorXd();
   PatternAt pattern = activation_pattern_at(net, x);
   if (pattern.estimated_depth >= kDepthEstimateMargin * min_depth) return Eigen::VectorXd();
-  Eigen::Index neurons = 0;
-  for (const NeuronStates& layer : pattern.states) neurons += static_cast<Eigen::Index>(layer.size());
-  if (neurons * n > kMaxRegionEntries) return Eigen::VectorXd();
-  // The region's exact rows: x's depth, and which of them can bind near x.
-  Subdomain s{box.lower, box.upper, std::move(pattern.states)};
-  const SubdomainBound all = bound_subdomain(net, s, Norm::Two, Norm::Two, false);
-  if (!all.feasible) return Eigen::VectorXd();
+  // The exact rows of the neurons nearest x by the estimates, a few times as many as the LP keeps.
+  const size_t max_rows = static_cast<size_t>(std::max<Eigen::Index>(16, kMaxLpEntries / n));
+  std::vector<std::pair<double, std::pair<int, Eigen::Index>>> nearest;
+  for (size_t a = 0; a < pattern.depths.size(); ++a)
+    for (Eigen::Index i = 0; i < pattern.depths[a].size(); ++i)
+      if (std::isfinite(pattern.depths[a](i))) nearest.push_back({pattern.depths[a](i), {static_cast<int>(a), i}});
+  const size_t candidates = std::min(nearest.size(), kCandidateRowsPerLpRow * max_rows);
+  std::partial_sort(nearest.begin(), nearest.begin() + candidates, nearest.end());
+  std::vector<double> row_work;  // multiply-adds of one row's reverse products, per activation layer
+  double work = 0.0;
+  for (const Layer& l : net.layers()) {
+    if (l.is_affine()) work += static_cast<double>(l.out_shape.size()) * l.inner_length();
+    if (l.is_activation()) row_work.push_back(work);
+  }
+  std::vector<std::pair<int, Eigen::Index>> chosen;
+  work = 0.0;
+  for (size_t k = 0; k < candidates && (k == 0 || work + row_work[nearest[k].second.first] <= kMaxRowWork); ++k) {
+    chosen.push_back(nearest[k].second);
+    work += row_work[nearest[k].second.first];
+  }
+  Subdomain s{box.lower, box.upper, pattern.states};
+  const SubdomainBound all = region_rows(net, pattern, x, chosen);
   const Eigen::VectorXd row_norms = all.region_g.rowwise().norm();
   auto slack_at = [&](const Eigen::VectorXd& y) -> Eigen::VectorXd { return all.region_h - all.region_g * y; };
   auto depth_of = [&](const Eigen::VectorXd& slack) {  // the distance to the nearest kink
@@ -659,7 +744,6 @@ Eigen::VectorXd deeper_region_point(const Network& net, const Eigen::VectorXd& x
   std::vector<double> reaches;
   for (Eigen::Index i = 0; i < slack.size(); ++i)
     if (reach_of_row(i) < reach) reaches.push_back(reach_of_row(i));
-  const size_t max_rows = static_cast<size_t>(std::max<Eigen::Index>(16, kMaxLpEntries / n));
   if (reaches.size() > max_rows) {
     std::nth_element(reaches.begin(), reaches.begin() + max_rows, reaches.end());
     reach = reaches[max_rows];
@@ -685,7 +769,10 @@ Eigen::VectorXd deeper_region_point(const Network& net, const Eigen::VectorXd& x
   } catch (const std::runtime_error&) {  // HiGHS did not solve the LP: no hint
     return Eigen::VectorXd();
   }
-  return depth_of(slack_at(centre)) > depth ? centre : Eigen::VectorXd();
+  // The rows left out are checked by x's pattern and the estimates at the centre.
+  if (!(depth_of(slack_at(centre)) > depth)) return Eigen::VectorXd();
+  const PatternAt there = activation_pattern_at(net, centre);
+  return there.states == pattern.states && there.estimated_depth > pattern.estimated_depth ? centre : Eigen::VectorXd();
 }
 
 }  // namespace lipcert

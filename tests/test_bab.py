@@ -472,3 +472,45 @@ def test_deeper_region_point_moves_a_point_off_its_kink_within_its_region():
     with pytest.raises(ValueError, match="piecewise linear"):
         _core.deeper_region_point(lc.Network([lc.Dense(np.ones((1, 1)), np.zeros(1)), lc.Tanh()], (1,))._core,
                                   np.zeros(1), *everywhere, min_depth=1e-4)
+
+
+def _kink_distances(net, x):
+    """Each ReLU's input at x, and its distance to the kink |z_i| / ||grad z_i||, the gradients by
+    forward differences of each affine layer along the input's basis (exact up to rounding)."""
+    z, tangents = x.reshape(net.input_shape), np.eye(x.size).reshape(x.size, *net.input_shape)
+    values, distances = [], []
+    for layer, (shape_in, _) in zip(net.layers, net.layer_shapes()):
+        if isinstance(layer, lc.ReLU):
+            gradient = np.linalg.norm(tangents.reshape(x.size, -1), axis=0)
+            values.append(z.ravel())
+            distances.append(np.where(gradient > 0, np.abs(z.ravel()) / np.where(gradient > 0, gradient, 1), np.inf))
+            tangents, z = tangents * (z > 0), np.maximum(z, 0)
+        else:
+            single = lc.Network([layer], shape_in)
+            out = np.asarray(single(z[None]))[0]
+            tangents, z = np.asarray(single(z[None] + tangents)) - out, out
+    return np.concatenate(values), np.concatenate(distances)
+
+
+def test_deeper_region_point_moves_a_kink_point_of_an_mnist_sized_cnn():
+    # 12544 neurons x 784 inputs: the rows come from the neurons nearest x alone (reverse products)
+    from lipcert import _core
+
+    rng = np.random.default_rng(0)
+    net = lc.Network([lc.Conv2d(rng.normal(size=(8, 1, 3, 3)) / 3, rng.normal(size=8) * 0.1, padding=1), lc.ReLU(),
+                      lc.Conv2d(rng.normal(size=(8, 8, 3, 3)) / 8, rng.normal(size=8) * 0.1, padding=1), lc.ReLU(),
+                      lc.Flatten(), lc.Dense(rng.normal(size=(10, 8 * 28 * 28)) / 60, np.zeros(10))], (1, 28, 28))
+    x = rng.random(784)
+    first = lc.Network(net.layers[:1], net.input_shape)
+    kink = 3 * 784 + 400  # channel 3, pixel (14, 8)
+    z = np.asarray(first(x[None])).ravel()[kink]
+    row = np.asarray(first.vjp(x[None], np.eye(1, 6272, kink)))[0].ravel()
+    x = x - (z - 1e-9) * row / (row @ row)  # 1e-9 from that neuron's kink
+    values, distances = _kink_distances(net, x)
+    assert distances.min() < 1e-8
+    moved = _core.deeper_region_point(net._core, x, np.full(784, -np.inf), np.full(784, np.inf), min_depth=1e-4)
+    assert moved is not None
+    moved_values, moved_distances = _kink_distances(net, moved)
+    assert np.array_equal(moved_values > 0, values > 0) and moved_distances.min() >= 1e-4
+    jacobian = np.asarray(net.jacobian(x[None]))[0].reshape(10, 784)
+    assert np.allclose(np.asarray(net.jacobian(moved[None]))[0].reshape(10, 784), jacobian, rtol=1e-9, atol=1e-12)

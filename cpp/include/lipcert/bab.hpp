@@ -120,10 +120,12 @@ BabResult lipschitz_bab_global(const Network& net, Norm p, Norm q, const BabOpti
 /// the network has x's Jacobian), for a witness within min_depth of a kink (in the 2-norm): the
 /// Chebyshev centre of the region within the box, the l1 ball if given, and x +- 4 min_depth (less
 /// where more than about 50000 / n of the region's rows could bind there), by HiGHS (a hint for the
-/// caller to certify, not a proof). Empty where x already lies at least min_depth from every kink,
-/// the network is too large (its neurons times its inputs above 2^22), or the LP finds no deeper
-/// point. (A witness certified 1e-6 inside its region is exact, but a finite difference across the
-/// kink beside it is not, and that is how users check one.) The box may be unbounded.
+/// caller to certify, not a proof). The LP has the rows of the neurons nearest x by an estimate (about
+/// 4 x 50000 / n of them, fewer where their reverse products through a large network would cost more
+/// than about 0.1 s); a point where x's pattern or the estimated depth is lost is not returned. Empty
+/// where x already lies at least min_depth from every kink or the LP finds no deeper point. (A
+/// witness certified 1e-6 inside its region is exact, but a finite difference across the kink beside
+/// it is not, and that is how users check one.) The box may be unbounded.
 Eigen::VectorXd deeper_region_point(const Network& net, const Eigen::VectorXd& x, const InputBox& box,
                                     const std::optional<L1Ball>& ball, double min_depth);
 
