@@ -795,18 +795,20 @@ LipSdpResult solve_lipsdp(const SharedLipSdp& problem, const LipSdpOptions& opti
   result.relative_gap = path.relative_gap;
   result.newton_steps = steps;
   // The proof needs M strictly definite; near the boundary its rounding margins cost more than the
-  // last steps gained, so the last few points are all tried and the best proved bound kept.
-  const std::vector<VectorXd>& points = path.points;
-  const size_t tried = std::min<size_t>(points.size(), 3);
-  for (size_t i = points.size() - tried; i < points.size(); ++i) {
-    const VectorXd p = original_scale(log_sigma, group_layer, points[i]);
+  // last steps gained, so the last three points are all tried and the best proved bound kept.
+  auto prove = [&](const VectorXd& point) {
+    const VectorXd p = original_scale(log_sigma, group_layer, point);
     const double bound = lipsdp_certified_bound(problem, p.tail(problem.multipliers));
     if (bound < result.certified_upper || result.multipliers.size() == 0) {
       result.multipliers = p.tail(problem.multipliers);
       result.rho = p(0);
       result.certified_upper = bound;
     }
-  }
+    return bound;
+  };
+  const std::vector<VectorXd>& points = path.points;
+  double earliest = kInf;  // the bound proved at the earliest point tried
+  for (size_t back = 0; back < std::min<size_t>(points.size(), 3); ++back) earliest = prove(points[points.size() - 1 - back]);
   if (!std::isfinite(result.certified_upper) && result.multipliers.size() > 0) {
     // Where the layers decouple (slopes symmetric about 0, as MaxMin's rotated form), every hidden
     // block is tight at the optimum, and the last points can sit closer to the boundary than the
@@ -825,6 +827,17 @@ LipSdpResult solve_lipsdp(const SharedLipSdp& problem, const LipSdpOptions& opti
       }
     }
   }
+  // A path that ends too near the boundary (a tol out of its reach, or a stall) can lose more to the
+  // proofs of its last points than they gained: then points ever further back (4, 6, 10, 18, ...
+  // steps) are tried too, for as long as the earliest tried proves the best bound (to within tol, or
+  // the rounding between points that close) or none. Measured on random ReLU MLPs: at tol 1e-12, 30 x
+  // 10's last three points proved 5e-4 above what tol 1e-7 gave, 4 steps back 1e-10 below it; 20 x
+  // 20's earliest of the three proved nothing and the best 8e-9 above, 4 steps back 3e-10 below.
+  const double same = std::max(options.tol, 1e-9);
+  for (size_t back = 4, stride = 2;
+       back < points.size() && !(std::isfinite(earliest) && earliest > result.certified_upper * (1 + same));
+       back += stride, stride *= 2)
+    earliest = prove(points[points.size() - 1 - back]);
   return result;
 }
 

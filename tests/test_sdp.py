@@ -217,6 +217,21 @@ def test_a_solve_stops_once_its_optimum_is_above_a_given_bound():
     assert b.upper == neuron["certified_upper"]
 
 
+def test_a_tighter_tol_never_proves_a_looser_bound():
+    # At tol 1e-12 the barrier method stalls (as it may at any tol out of its reach), its last points
+    # so near the boundary that their proofs lost 5e-4; points further back prove what tol 1e-7 does.
+    from lipcert import _core
+    rng = np.random.default_rng(0)
+    weights = [rng.standard_normal((10, 4)) / 2] + [rng.standard_normal((10, 10)) / math.sqrt(10) for _ in range(29)]
+    weights.append(rng.standard_normal((2, 10)))
+    net = lc.Network([x for w in weights[:-1] for x in (lc.Dense(w), lc.ReLU())] + [lc.Dense(weights[-1])], (4,))
+    args = slope_restricted_problem(net).core_args()
+    default = _core.lipsdp_solve(*args, tol=1e-7)
+    tight = _core.lipsdp_solve(*args, tol=1e-12)
+    assert default["status"] == "optimal"
+    assert tight["certified_upper"] <= default["certified_upper"] * (1 + 1e-9)
+
+
 def test_autos_estimate_of_sdps_time_grows_with_the_network_and_counts_the_cross_check():
     from lipcert.methods.sdp import CROSS_CHECK_DEPTH, sdp_seconds
     deeper = [sdp_seconds(mlp([20] + [100] * depth + [1])) for depth in range(1, 9)]
