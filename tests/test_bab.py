@@ -474,6 +474,48 @@ def test_deeper_region_point_moves_a_point_off_its_kink_within_its_region():
                                   np.zeros(1), *everywhere, min_depth=1e-4)
 
 
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("pair", range(3))
+def test_deeper_region_point_moves_a_point_off_a_maxmin_pairs_kink(seed, pair):
+    # Dense-ReLU-Dense-MaxMin-Dense: x put 1e-9 from the kink of a pair of the second layer, where
+    # their order swaps; the point found keeps every ReLU sign and pair order, clear of all kinks.
+    from lipcert import _core
+
+    rng = np.random.default_rng(seed)
+    net = lc.Network([lc.Dense(rng.normal(size=(6, 4)), rng.normal(size=6)), lc.ReLU(),
+                      lc.Dense(rng.normal(size=(6, 6)) / 2, rng.normal(size=6)), lc.MaxMin(),
+                      lc.Dense(rng.normal(size=(2, 6)), np.zeros(2))], (4,))
+    first, second = lc.Network(net.layers[:1], (4,)), lc.Network(net.layers[:3], (4,))
+
+    def kinks(x):  # (values whose signs are the pattern, their distances to their kinks)
+        z1, j1 = np.asarray(first(x[None]))[0], np.asarray(first.jacobian(x[None]))[0]
+        z2, j2 = np.asarray(second(x[None]))[0], np.asarray(second.jacobian(x[None]))[0]
+        d, jd = z2[:3] - z2[3:], j2[:3] - j2[3:]
+        values, gradient = np.concatenate([z1, d]), np.linalg.norm(np.concatenate([j1, jd]), axis=1)
+        return values, np.where(gradient > 0, np.abs(values) / np.where(gradient > 0, gradient, 1), np.inf)
+
+    def onto_the_kink(x):  # Newton steps onto d = 1e-9, within whichever ReLU region x ends in
+        for _ in range(8):
+            values, _ = kinks(x)
+            if abs(values[6 + pair] - 1e-9) < 1e-12:
+                return x
+            jacobian = np.asarray(second.jacobian(x[None]))[0]
+            gradient = jacobian[pair] - jacobian[pair + 3]
+            if not gradient.any():
+                return None
+            x = x - (values[6 + pair] - 1e-9) * gradient / (gradient @ gradient)
+        return None
+
+    x = next(y for y in (onto_the_kink(rng.normal(size=4)) for _ in range(20)) if y is not None)
+    values, distances = kinks(x)
+    assert distances.min() < 1e-8
+    moved = _core.deeper_region_point(net._core, x, np.full(4, -np.inf), np.full(4, np.inf), min_depth=1e-4)
+    assert moved is not None
+    moved_values, moved_distances = kinks(moved)
+    assert np.array_equal(moved_values > 0, values > 0) and moved_distances.min() >= 1e-4
+    assert np.allclose(net.jacobian(moved[None]), net.jacobian(x[None]), rtol=1e-12, atol=1e-12)
+
+
 def _kink_distances(net, x):
     """Each ReLU's input at x, and its distance to the kink |z_i| / ||grad z_i||, the gradients by
     forward differences of each affine layer along the input's basis (exact up to rounding)."""
@@ -493,7 +535,8 @@ def _kink_distances(net, x):
 
 
 def test_deeper_region_point_moves_a_kink_point_of_an_mnist_sized_cnn():
-    # 12544 neurons x 784 inputs: the rows come from the neurons nearest x alone (reverse products)
+    # 12544 neurons x 784 inputs, x 1e-9 from a kink of the second layer: the rows come from the
+    # neurons nearest x alone (reverse products through the convolutions and ReLUs)
     from lipcert import _core
 
     rng = np.random.default_rng(0)
@@ -501,11 +544,12 @@ def test_deeper_region_point_moves_a_kink_point_of_an_mnist_sized_cnn():
                       lc.Conv2d(rng.normal(size=(8, 8, 3, 3)) / 8, rng.normal(size=8) * 0.1, padding=1), lc.ReLU(),
                       lc.Flatten(), lc.Dense(rng.normal(size=(10, 8 * 28 * 28)) / 60, np.zeros(10))], (1, 28, 28))
     x = rng.random(784)
-    first = lc.Network(net.layers[:1], net.input_shape)
-    kink = 3 * 784 + 400  # channel 3, pixel (14, 8)
-    z = np.asarray(first(x[None])).ravel()[kink]
-    row = np.asarray(first.vjp(x[None], np.eye(1, 6272, kink)))[0].ravel()
-    x = x - (z - 1e-9) * row / (row @ row)  # 1e-9 from that neuron's kink
+    second = lc.Network(net.layers[:3], net.input_shape)
+    kink = 3 * 784 + 400  # the second convolution's channel 3, pixel (14, 8)
+    for _ in range(4):  # Newton steps to 1e-9 from that neuron's kink
+        z = np.asarray(second(x[None])).ravel()[kink]
+        row = np.asarray(second.vjp(x[None], np.eye(1, 6272, kink)))[0].ravel()
+        x = x - (z - 1e-9) * row / (row @ row)
     values, distances = _kink_distances(net, x)
     assert distances.min() < 1e-8
     moved = _core.deeper_region_point(net._core, x, np.full(784, -np.inf), np.full(784, np.inf), min_depth=1e-4)
