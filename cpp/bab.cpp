@@ -629,8 +629,8 @@ PatternAt activation_pattern_at(const Network& net, const Eigen::VectorXd& x) {
 // The rows g y <= h of x's region (its pattern) for the given neurons (activation layer, neuron; a
 // MaxMin pair by its first neuron, z_i its difference): g = -s grad z_i and h = s z_i(x) + g x for
 // the neuron's sign s. By reverse products through the prefix of each neuron's layer, in floating
-// point: a hint's rows, with no error bounds (zero), for far fewer neurons than bound_subdomain's
-// rows of them all.
+// point: a hint's rows (no error bounds), for far fewer neurons than bound_subdomain's rows of them
+// all.
 SubdomainBound region_rows(const Network& net, const PatternAt& pattern, const Eigen::VectorXd& x,
                            const std::vector<std::pair<int, Eigen::Index>>& neurons) {
   const Eigen::Index n = x.size(), m = static_cast<Eigen::Index>(neurons.size());
@@ -682,9 +682,31 @@ SubdomainBound region_rows(const Network& net, const PatternAt& pattern, const E
   b.region_g.resize(m, n);
   for (Eigen::Index c = 0; c < u.cols(); ++c) b.region_g.row(column_row[c]) = u.col(c).transpose();
   b.region_h = slack + b.region_g * x;
-  b.region_g_error = Eigen::MatrixXd::Zero(m, n);
-  b.region_h_error = Eigen::VectorXd::Zero(m);
   return b;
+}
+
+// Up to `count` neurons (activation layer, neuron) in order of x's estimated distance to their kinks,
+// as far as their rows' reverse products stay within kMaxRowWork multiply-adds (at least one).
+std::vector<std::pair<int, Eigen::Index>> nearest_neurons(const Network& net, const PatternAt& pattern, size_t count) {
+  std::vector<std::pair<double, std::pair<int, Eigen::Index>>> nearest;
+  for (size_t a = 0; a < pattern.depths.size(); ++a)
+    for (Eigen::Index i = 0; i < pattern.depths[a].size(); ++i)
+      if (std::isfinite(pattern.depths[a](i))) nearest.push_back({pattern.depths[a](i), {static_cast<int>(a), i}});
+  count = std::min(nearest.size(), count);
+  std::partial_sort(nearest.begin(), nearest.begin() + count, nearest.end());
+  std::vector<double> row_work;  // multiply-adds of one row's reverse products, per activation layer
+  double work = 0.0;
+  for (const Layer& l : net.layers()) {
+    if (l.is_affine()) work += static_cast<double>(l.out_shape.size()) * l.inner_length();
+    if (l.is_activation()) row_work.push_back(work);
+  }
+  std::vector<std::pair<int, Eigen::Index>> chosen;
+  work = 0.0;
+  for (size_t k = 0; k < count && (k == 0 || work + row_work[nearest[k].second.first] <= kMaxRowWork); ++k) {
+    chosen.push_back(nearest[k].second);
+    work += row_work[nearest[k].second.first];
+  }
+  return chosen;
 }
 
 }  // namespace
@@ -704,26 +726,8 @@ Eigen::VectorXd deeper_region_point(const Network& net, const Eigen::VectorXd& x
   if (pattern.estimated_depth >= kDepthEstimateMargin * min_depth) return Eigen::VectorXd();
   // The exact rows of the neurons nearest x by the estimates, a few times as many as the LP keeps.
   const size_t max_rows = static_cast<size_t>(std::max<Eigen::Index>(16, kMaxLpEntries / n));
-  std::vector<std::pair<double, std::pair<int, Eigen::Index>>> nearest;
-  for (size_t a = 0; a < pattern.depths.size(); ++a)
-    for (Eigen::Index i = 0; i < pattern.depths[a].size(); ++i)
-      if (std::isfinite(pattern.depths[a](i))) nearest.push_back({pattern.depths[a](i), {static_cast<int>(a), i}});
-  const size_t candidates = std::min(nearest.size(), kCandidateRowsPerLpRow * max_rows);
-  std::partial_sort(nearest.begin(), nearest.begin() + candidates, nearest.end());
-  std::vector<double> row_work;  // multiply-adds of one row's reverse products, per activation layer
-  double work = 0.0;
-  for (const Layer& l : net.layers()) {
-    if (l.is_affine()) work += static_cast<double>(l.out_shape.size()) * l.inner_length();
-    if (l.is_activation()) row_work.push_back(work);
-  }
-  std::vector<std::pair<int, Eigen::Index>> chosen;
-  work = 0.0;
-  for (size_t k = 0; k < candidates && (k == 0 || work + row_work[nearest[k].second.first] <= kMaxRowWork); ++k) {
-    chosen.push_back(nearest[k].second);
-    work += row_work[nearest[k].second.first];
-  }
+  const SubdomainBound all = region_rows(net, pattern, x, nearest_neurons(net, pattern, kCandidateRowsPerLpRow * max_rows));
   Subdomain s{box.lower, box.upper, pattern.states};
-  const SubdomainBound all = region_rows(net, pattern, x, chosen);
   const Eigen::VectorXd row_norms = all.region_g.rowwise().norm();
   auto slack_at = [&](const Eigen::VectorXd& y) -> Eigen::VectorXd { return all.region_h - all.region_g * y; };
   auto depth_of = [&](const Eigen::VectorXd& slack) {  // the distance to the nearest kink
@@ -755,12 +759,11 @@ Eigen::VectorXd deeper_region_point(const Network& net, const Eigen::VectorXd& x
     if (reach_of_row(i) < reach) near.push_back(i);
   SubdomainBound b;
   const Eigen::Index m = static_cast<Eigen::Index>(near.size());
-  b.region_g.resize(m, n), b.region_g_error.resize(m, n), b.region_h.resize(m), b.region_h_error.resize(m);
+  b.region_g.resize(m, n), b.region_h.resize(m);
+  b.region_g_error = Eigen::MatrixXd::Zero(m, n), b.region_h_error = Eigen::VectorXd::Zero(m);  // a hint's
   for (Eigen::Index k = 0; k < m; ++k) {
     b.region_g.row(k) = all.region_g.row(near[k]);
-    b.region_g_error.row(k) = all.region_g_error.row(near[k]);
     b.region_h(k) = all.region_h(near[k]);
-    b.region_h_error(k) = all.region_h_error(near[k]);
   }
   LpSolver lp;
   Eigen::VectorXd centre;

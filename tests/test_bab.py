@@ -485,18 +485,11 @@ def test_deeper_region_point_moves_a_point_off_a_maxmin_pairs_kink(seed, pair):
     net = lc.Network([lc.Dense(rng.normal(size=(6, 4)), rng.normal(size=6)), lc.ReLU(),
                       lc.Dense(rng.normal(size=(6, 6)) / 2, rng.normal(size=6)), lc.MaxMin(),
                       lc.Dense(rng.normal(size=(2, 6)), np.zeros(2))], (4,))
-    first, second = lc.Network(net.layers[:1], (4,)), lc.Network(net.layers[:3], (4,))
-
-    def kinks(x):  # (values whose signs are the pattern, their distances to their kinks)
-        z1, j1 = np.asarray(first(x[None]))[0], np.asarray(first.jacobian(x[None]))[0]
-        z2, j2 = np.asarray(second(x[None]))[0], np.asarray(second.jacobian(x[None]))[0]
-        d, jd = z2[:3] - z2[3:], j2[:3] - j2[3:]
-        values, gradient = np.concatenate([z1, d]), np.linalg.norm(np.concatenate([j1, jd]), axis=1)
-        return values, np.where(gradient > 0, np.abs(values) / np.where(gradient > 0, gradient, 1), np.inf)
+    second = lc.Network(net.layers[:3], (4,))
 
     def onto_the_kink(x):  # Newton steps onto d = 1e-9, within whichever ReLU region x ends in
         for _ in range(8):
-            values, _ = kinks(x)
+            values, _ = _kink_distances(net, x)
             if abs(values[6 + pair] - 1e-9) < 1e-12:
                 return x
             jacobian = np.asarray(second.jacobian(x[None]))[0]
@@ -507,26 +500,37 @@ def test_deeper_region_point_moves_a_point_off_a_maxmin_pairs_kink(seed, pair):
         return None
 
     x = next(y for y in (onto_the_kink(rng.normal(size=4)) for _ in range(20)) if y is not None)
-    values, distances = kinks(x)
+    values, distances = _kink_distances(net, x)
     assert distances.min() < 1e-8
     moved = _core.deeper_region_point(net._core, x, np.full(4, -np.inf), np.full(4, np.inf), min_depth=1e-4)
     assert moved is not None
-    moved_values, moved_distances = kinks(moved)
+    moved_values, moved_distances = _kink_distances(net, moved)
     assert np.array_equal(moved_values > 0, values > 0) and moved_distances.min() >= 1e-4
     assert np.allclose(net.jacobian(moved[None]), net.jacobian(x[None]), rtol=1e-12, atol=1e-12)
 
 
 def _kink_distances(net, x):
-    """Each ReLU's input at x, and its distance to the kink |z_i| / ||grad z_i||, the gradients by
-    forward differences of each affine layer along the input's basis (exact up to rounding)."""
+    """Each ReLU's input and each MaxMin pair's difference at x (their signs are x's pattern), and
+    their distances to their kinks |z_i| / ||grad z_i||, the gradients by forward differences of each
+    affine layer along the input's basis (exact up to rounding)."""
     z, tangents = x.reshape(net.input_shape), np.eye(x.size).reshape(x.size, *net.input_shape)
     values, distances = [], []
+
+    def see(value, tangent):
+        gradient = np.linalg.norm(tangent.reshape(x.size, -1), axis=0)
+        values.append(value.ravel())
+        distances.append(np.where(gradient > 0, np.abs(value.ravel()) / np.where(gradient > 0, gradient, 1), np.inf))
+
     for layer, (shape_in, _) in zip(net.layers, net.layer_shapes()):
         if isinstance(layer, lc.ReLU):
-            gradient = np.linalg.norm(tangents.reshape(x.size, -1), axis=0)
-            values.append(z.ravel())
-            distances.append(np.where(gradient > 0, np.abs(z.ravel()) / np.where(gradient > 0, gradient, 1), np.inf))
+            see(z, tangents)
             tangents, z = tangents * (z > 0), np.maximum(z, 0)
+        elif isinstance(layer, lc.MaxMin):
+            half = z.size // 2
+            see(z[:half] - z[half:], tangents[:, :half] - tangents[:, half:])
+            order = np.where(z[:half] >= z[half:], np.arange(half), np.arange(half) + half)
+            order = np.concatenate([order, np.where(order < half, order + half, order - half)])
+            tangents, z = tangents[:, order], z[order]
         else:
             single = lc.Network([layer], shape_in)
             out = np.asarray(single(z[None]))[0]
