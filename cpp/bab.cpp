@@ -697,7 +697,7 @@ std::vector<std::pair<int, Eigen::Index>> nearest_neurons(const Network& net, co
   std::vector<double> row_work;  // multiply-adds of one row's reverse products, per activation layer
   double work = 0.0;
   for (const Layer& l : net.layers()) {
-    if (l.is_affine()) work += static_cast<double>(l.out_shape.size()) * l.inner_length();
+    work += l.multiply_adds();
     if (l.is_activation()) row_work.push_back(work);
   }
   std::vector<std::pair<int, Eigen::Index>> chosen;

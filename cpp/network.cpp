@@ -92,6 +92,10 @@ double Layer::activation_lipschitz() const {
   return std::max(std::abs(s.alpha), std::abs(s.beta));
 }
 
+double Layer::multiply_adds() const {
+  return is_affine() ? static_cast<double>(out_shape.size()) * inner_length() : 0.0;
+}
+
 int Layer::inner_length() const {
   switch (kind) {
     case LayerKind::Dense: return static_cast<int>(weight.cols());
@@ -247,6 +251,12 @@ void Network::jacobian(const Eigen::Ref<const Eigen::MatrixXd>& x, double* out) 
     Eigen::Map<Eigen::MatrixXd>(out + b * n_in * n_out, n_in, n_out) =
         pull_back(derivatives, Eigen::MatrixXd::Identity(n_out, n_out), false);
   }
+}
+
+double Network::multiply_adds() const {
+  double total = 0.0;
+  for (const Layer& l : layers_) total += l.multiply_adds();
+  return total;
 }
 
 Eigen::MatrixXd Network::vjp(const Eigen::Ref<const Eigen::MatrixXd>& x,

@@ -164,6 +164,7 @@ PYBIND11_MODULE(_core, m) {
            }))
       .def_property_readonly("input_size", &Network::input_size)
       .def_property_readonly("output_size", &Network::output_size)
+      .def_property_readonly("multiply_adds", &Network::multiply_adds)
       .def("forward", [](const Network& net, const Batch& x) {
         const auto xs = as_columns(x, net.input_size());
         Eigen::MatrixXd y;

@@ -194,3 +194,29 @@ def test_deep_onnx_networks_get_a_certified_witness(shared_data):
     assert b.witness is not None and 0 < b.lower <= b.upper
     jac = net.jacobian(b.witness[None])[0]
     assert b.lower <= np.linalg.norm(jac, 2) <= b.lower * (1 + 1e-9)
+
+
+def _lower_search_with_clock(monkeypatch, net, tick, **kwargs):
+    """lower_bound with a clock that advances by `tick` seconds per reading: a faster or slower machine."""
+    from lipcert.methods import lower
+
+    readings = itertools.count()
+    monkeypatch.setattr(lower.time, "perf_counter", lambda: next(readings) * tick)
+    return lower.lower_bound(net, 2.0, 2.0, **kwargs)
+
+
+def test_the_lower_search_depends_on_its_budget_not_the_clock(monkeypatch):
+    net = random_mlp(np.random.default_rng(31), [64, 256, 256, 10])
+    # A budget that allows fewer than the 256 samples and a few ascent steps.
+    runs = [_lower_search_with_clock(monkeypatch, net, tick, time_budget=0.03, deadline_s=1e9) for tick in (1e-9, 1e-3)]
+    (lower, witness, stats), (lower_slow, witness_slow, stats_slow) = runs
+    assert 0 < stats["samples"] < 256 and 0 < stats["climb_steps"] < 30 and not stats["stopped_by_clock"]
+    assert lower == lower_slow and np.array_equal(witness, witness_slow) and stats == stats_slow
+    assert lower <= np.linalg.norm(net.jacobian(witness[None])[0], 2)
+
+
+def test_the_clock_stops_a_slow_lower_search_and_says_so(monkeypatch):
+    net = random_mlp(np.random.default_rng(31), [64, 256, 256, 10])
+    lower, witness, stats = _lower_search_with_clock(monkeypatch, net, 1.0, time_budget=0.03, deadline_s=2.0)
+    assert stats["stopped_by_clock"] and stats["samples"] < 64 and witness is not None
+    assert 0 < lower <= np.linalg.norm(net.jacobian(witness[None])[0], 2)

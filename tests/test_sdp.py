@@ -219,7 +219,8 @@ def test_a_solve_stops_once_its_optimum_is_above_a_given_bound():
 
 def test_a_tighter_tol_never_proves_a_looser_bound():
     # At tol 1e-12 the barrier method stalls (as it may at any tol out of its reach), its last points
-    # so near the boundary that their proofs lost 5e-4; points further back prove what tol 1e-7 does.
+    # so near the boundary that their proofs lost 5e-4; points further back prove what tol 1e-7 does,
+    # to within the proofs' rounding (1e-10 below on one machine, 4.8e-9 above on another).
     from lipcert import _core
     rng = np.random.default_rng(0)
     weights = [rng.standard_normal((10, 4)) / 2] + [rng.standard_normal((10, 10)) / math.sqrt(10) for _ in range(29)]
@@ -229,7 +230,7 @@ def test_a_tighter_tol_never_proves_a_looser_bound():
     default = _core.lipsdp_solve(*args, tol=1e-7)
     tight = _core.lipsdp_solve(*args, tol=1e-12)
     assert default["status"] == "optimal"
-    assert tight["certified_upper"] <= default["certified_upper"] * (1 + 1e-9)
+    assert tight["certified_upper"] <= default["certified_upper"] * (1 + 1e-7)
 
 
 def test_autos_estimate_of_sdps_time_grows_with_the_network_and_counts_the_cross_check():

@@ -69,6 +69,9 @@ struct Layer {
   double activation_lipschitz() const;
   /// Longest inner product in one output element (for rounding-error bounds of affine layers).
   int inner_length() const;
+  /// Multiply-adds of the layer's forward pass for one sample (0 for activations): what its reverse
+  /// products cost too.
+  double multiply_adds() const;
 };
 
 }  // namespace lipcert

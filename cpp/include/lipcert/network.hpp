@@ -28,6 +28,9 @@ class Network {
   int input_size() const { return input_shape_.size(); }
   int output_size() const { return output_shape().size(); }
   const std::vector<Layer>& layers() const { return layers_; }
+  /// Multiply-adds of one sample's forward pass (a vector-Jacobian product costs about twice that, a
+  /// Jacobian about 1 + output_size times).
+  double multiply_adds() const;
 
   /// Forward pass: x is (input_size, batch), one sample per column; returns (output_size, batch).
   Eigen::MatrixXd forward(const Eigen::Ref<const Eigen::MatrixXd>& x) const;
