@@ -161,6 +161,7 @@ def lower_bound(net: Network, p: float, q: float, domain=None, seed: int = 0, sa
     found.sort(key=lambda t: -t[0])
     stats = {"samples": int(len(x)), "climb_starts": int(len(order)), "climb_steps": steps}
     # Certify the best candidates in turn until one is certified (the clock stops after the first).
+    lower, witness = 0.0, None
     for attempt, (value, xk) in enumerate(found):
         if attempt > 0 and search.past_deadline():
             break
@@ -171,10 +172,10 @@ def lower_bound(net: Network, p: float, q: float, domain=None, seed: int = 0, sa
             certified = certify_point(net, nudged, p, q)
             xk = nudged
         if certified is not None:
-            stats.update(search_estimate=value, stopped_by_clock=search.stopped_by_clock)
-            return certified, xk, stats
+            lower, witness, stats["search_estimate"] = certified, xk, value
+            break
     stats["stopped_by_clock"] = search.stopped_by_clock
-    return 0.0, None, stats
+    return lower, witness, stats
 
 
 # A certified witness this close to a kink (in the 2-norm, relative to max(1, ||x||_inf)) is exact, but
