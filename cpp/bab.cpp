@@ -718,9 +718,8 @@ Eigen::VectorXd deeper_region_point(const Network& net, const Eigen::VectorXd& x
     throw std::invalid_argument("deeper_region_point: x and the box need the network's input size");
   if (!(min_depth > 0 && std::isfinite(min_depth)))
     throw std::invalid_argument("deeper_region_point: min_depth must be positive and finite");
-  for (const Layer& l : net.layers())
-    if (l.is_activation() && !l.is_piecewise_linear_activation() && l.kind != LayerKind::MaxMin)
-      throw std::invalid_argument("deeper_region_point: the network's activations must be piecewise linear");
+  if (!net.is_piecewise_linear())
+    throw std::invalid_argument("deeper_region_point: the network's activations must be piecewise linear");
   if (!x.allFinite()) return Eigen::VectorXd();
   PatternAt pattern = activation_pattern_at(net, x);
   if (pattern.estimated_depth >= kDepthEstimateMargin * min_depth) return Eigen::VectorXd();

@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
+#include "double_word.hpp"
 #include "lipcert/activation.hpp"
 #include "lipcert/linear_ops.hpp"
 #include "lipcert/rounding.hpp"
@@ -26,6 +28,7 @@ struct Arithmetic;
 template <>
 struct Arithmetic<long double> {
   static constexpr int bits = std::numeric_limits<long double>::digits;
+  static constexpr bool transcendental = true;
   static long double tanh(long double z) { return std::tanh(z); }
   static long double exp(long double z) { return std::exp(z); }
 };
@@ -34,10 +37,18 @@ struct Arithmetic<long double> {
 template <>
 struct Arithmetic<__float128> {
   static constexpr int bits = 113;
+  static constexpr bool transcendental = true;
   static __float128 tanh(__float128 z) { return tanhq(z); }
   static __float128 exp(__float128 z) { return expq(z); }
 };
 #endif
+
+// Double-word arithmetic has no tanh or exp here: it serves piecewise-linear networks only.
+template <>
+struct Arithmetic<DoubleWord> {
+  static constexpr int bits = kDoubleWordBits;
+  static constexpr bool transcendental = false;
+};
 
 template <typename T>
 using Vec = std::vector<T>;
@@ -49,10 +60,10 @@ Eigen::VectorXd to_double(const Vec<T>& x) {
   return d;
 }
 
-// In software quad precision, layers above this many multiply-adds share their output elements among
-// threads (each element's sum is the same either way): on GLipSDP's MNIST CNN C17-CH32, where long
-// double cannot prove the pattern, one evaluation took 15 s on one thread and 8.2 s on two. Long
-// double's loops got slower shared (C9-CH16: 0.12 s on one thread, 0.18 s on two).
+// Above 64 bits, layers above this many multiply-adds share their output elements among threads (each
+// element's sum is the same either way): on GLipSDP's MNIST CNN C17-CH32, where long double cannot
+// prove the pattern, one evaluation in software quad precision took 15 s on one thread and 8.2 s on
+// two. Long double's loops got slower shared (C9-CH16: 0.12 s on one thread, 0.18 s on two).
 constexpr double kParallelMultiplyAdds = 1e5;
 
 // y = A x (+ b), the layer's affine map evaluated in T by direct loops.
@@ -66,7 +77,7 @@ Vec<T> affine(const Layer& l, const Vec<T>& x, bool with_bias) {
 #pragma omp parallel for if (parallel) schedule(static)
     for (Eigen::Index i = 0; i < l.weight.rows(); ++i) {
       T s = with_bias ? T(l.bias(i)) : T(0);
-      for (Eigen::Index j = 0; j < l.weight.cols(); ++j) s += T(l.weight(i, j)) * x[j];
+      for (Eigen::Index j = 0; j < l.weight.cols(); ++j) s += l.weight(i, j) * x[j];
       y[i] = s;
     }
   } else if (l.kind == LayerKind::Conv2d) {
@@ -84,20 +95,20 @@ Vec<T> affine(const Layer& l, const Vec<T>& x, bool with_bias) {
               for (int b = 0; b < l.kernel_w; ++b) {
                 const int col = j * l.stride_w + b - l.pad_w;
                 if (col < 0 || col >= in.width) continue;
-                s += T(l.weight(o, (c * l.kernel_h + a) * l.kernel_w + b)) * x[(c * in.height + r) * in.width + col];
+                s += l.weight(o, (c * l.kernel_h + a) * l.kernel_w + b) * x[(c * in.height + r) * in.width + col];
               }
             }
           y[idx] = s;
         }
   } else {  // AvgPool2d
-    const T scale = T(1) / T(l.kernel_h * l.kernel_w);
+    const double count = l.kernel_h * l.kernel_w;
     for (int c = 0; c < out.channels; ++c)
       for (int i = 0; i < out.height; ++i)
         for (int j = 0; j < out.width; ++j) {
-          T s = 0;
+          T s(0.0);
           for (int a = 0; a < l.kernel_h; ++a)
             for (int b = 0; b < l.kernel_w; ++b) s += x[(c * in.height + i * l.stride_h + a) * in.width + j * l.stride_w + b];
-          y[(c * out.height + i) * out.width + j] = s * scale;
+          y[(c * out.height + i) * out.width + j] = s / count;
         }
   }
   return y;
@@ -159,7 +170,7 @@ CertifiedDirectional run(const Network& net, const Eigen::Ref<const Eigen::Vecto
           if (!(margin > 0)) r.pattern_verified = false;
           d = z[i] > 0 ? T(1) : T(l.kind == LayerKind::ReLU ? 0.0 : l.negative_slope);
           z[i] = z[i] * d;
-        } else {
+        } else if constexpr (Arithmetic<T>::transcendental) {
           const double bound2 = activation_second_derivative_bound(l);
           T s;
           if (l.kind == LayerKind::Tanh) {
@@ -171,6 +182,8 @@ CertifiedDirectional run(const Network& net, const Eigen::Ref<const Eigen::Vecto
           }
           z[i] = s;
           dd_error = bound2 * ez(i) + 32 * u;
+        } else {
+          throw std::logic_error("certified_directional_lower: this arithmetic has no tanh or sigmoid");
         }
         const double td_before = std::abs(static_cast<double>(t[i]));
         t[i] = t[i] * d;
@@ -201,6 +214,9 @@ CertifiedDirectional certified_directional_lower(const Network& net, const Eigen
   if (x.size() != net.input_size() || v.size() != net.input_size())
     throw std::invalid_argument("certified_directional_lower: x and v must have the network's input size");
   CertifiedDirectional r = run<long double>(net, x, v, p, q);
+  // Double words are 5 times as fast as software binary128 (C17-CH32: 1.5 s against 8.2 s), with 10
+  // bits fewer.
+  if (!r.pattern_verified && net.is_piecewise_linear()) r = run<DoubleWord>(net, x, v, p, q);
 #ifdef LIPCERT_HAVE_QUADMATH
   if (!r.pattern_verified) r = run<__float128>(net, x, v, p, q);
 #endif

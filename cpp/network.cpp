@@ -259,6 +259,12 @@ double Network::multiply_adds() const {
   return total;
 }
 
+bool Network::is_piecewise_linear() const {
+  return std::all_of(layers_.begin(), layers_.end(), [](const Layer& l) {
+    return !l.is_activation() || l.is_piecewise_linear_activation() || l.kind == LayerKind::MaxMin;
+  });
+}
+
 Eigen::MatrixXd Network::vjp(const Eigen::Ref<const Eigen::MatrixXd>& x,
                              const Eigen::Ref<const Eigen::MatrixXd>& u) const {
   if (x.rows() != input_size() || u.rows() != output_size() || u.cols() != x.cols())

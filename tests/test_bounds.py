@@ -175,6 +175,46 @@ def test_witness_on_a_relu_kink_is_not_certified():
     assert verified and lower == pytest.approx(1.0, rel=1e-15) and lower <= 1.0 and bits >= 64
 
 
+@pytest.mark.parametrize("scale, gap, bits", [(2.0**10, 2.0**-30, 64), (2.0**30, 2.0**-40, 103),
+                                              (2.0**60, 2.0**-45, 113), (2.0**80, 2.0**-45, None)])
+def test_the_pattern_proof_takes_the_precision_a_cancellation_needs(scale, gap, bits):
+    # The second ReLU's input is scale - (scale + gap) + 1 - 1 + 2 gap = gap at x = 1: its rounding
+    # error bound is about scale times the unit roundoff, so long double (2^-64), double words (2^-103)
+    # and binary128 (2^-113) in turn are needed, and at 2^80 none suffices. J = 1 only if it is active.
+    from lipcert import _core
+
+    net = lc.Network([lc.Dense(np.array([[scale], [scale], [1.0]]), np.array([0.0, gap, 0.0])), lc.ReLU(),
+                      lc.Dense(np.array([[1.0, -1.0, 1.0]]), np.array([-1.0 + 2 * gap])), lc.ReLU(),
+                      lc.Dense(np.ones((1, 1)))], (1,))
+    lower, verified, margin, used = _core.certified_directional_lower(net._core, np.ones(1), np.ones(1), 2.0, 2.0)
+    if bits is None:
+        assert not verified and lower == 0.0 and margin <= 0
+    else:
+        assert verified and used == bits and 0 < margin <= gap
+        assert 1 - 1e-12 <= lower <= 1.0
+
+
+def test_double_words_certify_deep_networks_where_long_double_cannot():
+    from lipcert import _core
+
+    rng = np.random.default_rng(30)
+    used = []
+    for _ in range(30):
+        sizes = [4] + [8] * 40
+        layers = []
+        for k, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+            layers += [lc.Dense(3.0 * rng.normal(size=(n_out, n_in)), rng.normal(size=n_out)),
+                       lc.LeakyReLU(0.1) if k % 2 else lc.ReLU()]
+        net = lc.Network(layers + [lc.Dense(rng.normal(size=(2, 8)))], (4,))
+        x, v = rng.normal(size=4), rng.normal(size=4)
+        lower, verified, _, bits = _core.certified_directional_lower(net._core, x, v, 2.0, 2.0)
+        true = np.linalg.norm(net.jacobian(x[None])[0] @ v) / np.linalg.norm(v)
+        if verified:
+            used.append(bits)
+            assert true * (1 - 1e-12) <= lower <= true * (1 + 1e-12)
+    assert used.count(103) >= 20
+
+
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_certified_directional_lower_is_below_and_close_to_the_true_ratio(activation):
     from lipcert import _core

@@ -1,10 +1,10 @@
 #pragma once
 /// Certified lower bounds on ||J(x) v||_q / ||v||_p: the Jacobian-vector product is propagated
-/// forward in extended precision (80-bit long double, then IEEE binary128 where that does not
-/// suffice) together with an elementwise bound on every rounding error, and the activation pattern
-/// at x is proved (no ReLU/LeakyReLU pre-activation within its error of the kink, no MaxMin pair
-/// within its error of a tie), so the network is differentiable at x and J(x) is the Jacobian of the
-/// region x lies in.
+/// forward in extended precision together with an elementwise bound on every rounding error (80-bit
+/// long double; where that does not suffice, double words of 103 bits for piecewise-linear networks,
+/// then IEEE binary128), and the activation pattern at x is proved (no ReLU/LeakyReLU pre-activation
+/// within its error of the kink, no MaxMin pair within its error of a tie), so the network is
+/// differentiable at x and J(x) is the Jacobian of the region x lies in.
 #include "lipcert/network.hpp"
 #include "lipcert/operator_norm.hpp"
 
@@ -14,7 +14,7 @@ struct CertifiedDirectional {
   double lower = 0.0;             ///< certified lower bound on ||J(x) v||_q / ||v||_p (0 if not proved)
   bool pattern_verified = false;  ///< the activation pattern at x is proved
   double min_margin = 0.0;        ///< min over kinked neurons of |z| - error(z), at the final precision
-  int precision_bits = 0;         ///< mantissa bits of the arithmetic that succeeded (64 or 113)
+  int precision_bits = 0;         ///< mantissa bits of the arithmetic that succeeded (64, 103 or 113)
 };
 
 CertifiedDirectional certified_directional_lower(const Network& net, const Eigen::Ref<const Eigen::VectorXd>& x,

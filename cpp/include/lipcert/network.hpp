@@ -31,6 +31,8 @@ class Network {
   /// Multiply-adds of one sample's forward pass (a vector-Jacobian product costs about twice that, a
   /// Jacobian about 1 + output_size times).
   double multiply_adds() const;
+  /// Every activation is ReLU, LeakyReLU or MaxMin: the network is piecewise linear.
+  bool is_piecewise_linear() const;
 
   /// Forward pass: x is (input_size, batch), one sample per column; returns (output_size, batch).
   Eigen::MatrixXd forward(const Eigen::Ref<const Eigen::MatrixXd>& x) const;
