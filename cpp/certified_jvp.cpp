@@ -194,8 +194,8 @@ CertifiedDirectional run(const Network& net, const Eigen::Ref<const Eigen::Vecto
       ez = inflate(ez, 4);
       et = inflate(et, 4);
     }
+    if (!r.pattern_verified) return r;  // the layers after it cannot help: the caller tries more bits
   }
-  if (!r.pattern_verified) return r;
   // t holds J v in T; its rounding to double adds u_double |t|.
   const Eigen::VectorXd w = to_double(t);
   const Eigen::VectorXd err = inflate(et + w.cwiseAbs() * (2 * kUnitRoundoff), 2);

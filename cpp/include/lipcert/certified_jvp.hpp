@@ -14,6 +14,7 @@ struct CertifiedDirectional {
   double lower = 0.0;             ///< certified lower bound on ||J(x) v||_q / ||v||_p (0 if not proved)
   bool pattern_verified = false;  ///< the activation pattern at x is proved
   double min_margin = 0.0;        ///< min over kinked neurons of |z| - error(z), at the final precision
+                                  ///< (where unproved, over the layers up to the first that failed)
   int precision_bits = 0;         ///< mantissa bits of the arithmetic that succeeded (64, 103 or 113)
 };
 

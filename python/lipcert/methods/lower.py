@@ -6,7 +6,7 @@ products along v) and random perturbations, which also move piecewise-linear net
 activation regions. The best point found is then certified by the core: J(x) v is recomputed in
 extended precision with a bound on every rounding error, the activation pattern is proved (no
 pre-activation within its error of a kink, so the network is differentiable there), and the error is
-subtracted.
+subtracted. Where no precision suffices (deep MLPs), J(x) v is computed exactly (exact_jvp).
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import numpy as np
 from .. import _core
 from ..domain import polyhedral_box
 from ..network import Network
+from .exact_jvp import exact_directional_lower, exact_jvp_applies
 
 
 def jacobian_norms(jacobians: np.ndarray, p: float, q: float) -> np.ndarray:
@@ -121,7 +122,9 @@ def certify_point(net: Network, x: np.ndarray, p: float, q: float) -> Optional[f
     jac = net.jacobian(x[None])[0]
     v = _core.operator_norm(jac, p, q)[3]
     lower, verified, _, _ = _core.certified_directional_lower(net._core, x, v, p, q)
-    return lower if verified else None
+    if verified:
+        return lower
+    return exact_directional_lower(net, x, v, p, q) if exact_jvp_applies(net) else None
 
 
 def lower_bound(net: Network, p: float, q: float, domain=None, seed: int = 0, samples: int = 256,
