@@ -215,6 +215,23 @@ def test_double_words_certify_deep_networks_where_long_double_cannot():
     assert used.count(103) >= 20
 
 
+@pytest.mark.parametrize("activation, depth", [(lc.Tanh, 20), (lc.Sigmoid, 30)])
+def test_deep_smooth_networks_take_the_precision_their_error_bound_needs(activation, depth):
+    # No pattern to prove, but long double's error bound, carried through |W| over so many layers,
+    # takes more than 1e-6 of ||J v|| (up to all of it): binary128 must take over.
+    from lipcert import _core
+
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        net = random_mlp(rng, [4] + [16] * depth + [2], activation, scale=2.0)
+        x = rng.normal(size=4)
+        jac = net.jacobian(x[None])[0]
+        v = _core.operator_norm(jac, 2.0, 2.0)[3]
+        lower, verified, _, bits = _core.certified_directional_lower(net._core, x, v, 2.0, 2.0)
+        true = np.linalg.norm(jac @ v) / np.linalg.norm(v)
+        assert verified and bits == 113 and abs(lower - true) <= 1e-12 * true
+
+
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_certified_directional_lower_is_below_and_close_to_the_true_ratio(activation):
     from lipcert import _core
