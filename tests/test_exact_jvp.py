@@ -76,13 +76,22 @@ def test_exact_lower_is_the_rational_norm_rounded_down(seed, act, norm, depth):
         assert core <= lower * (1 + 1e-15)
 
 
-def test_a_pre_activation_at_its_kink_or_a_maxmin_tie_is_not_certified():
+def test_a_kink_a_maxmin_tie_or_a_non_finite_point_is_not_certified():
     relu = lc.Network([lc.Dense(np.array([[1.0, -1.0]]), np.zeros(1)), lc.ReLU(), lc.Dense(np.ones((1, 1)))], (2,))
     assert exact_directional_lower(relu, np.array([1.0, 1.0]), np.array([1.0, 0.0]), 2.0, 2.0) is None
     assert exact_directional_lower(relu, np.array([1.0, 0.5]), np.array([1.0, 0.0]), 2.0, 2.0) == pytest.approx(1.0)
     maxmin = lc.Network([lc.Dense(np.eye(2), np.zeros(2)), lc.MaxMin(), lc.Dense(np.array([[1.0, 0.0]]))], (2,))
     assert exact_directional_lower(maxmin, np.array([0.3, 0.3]), np.array([1.0, 0.0]), 2.0, 2.0) is None
     assert exact_directional_lower(maxmin, np.array([0.3, 0.2]), np.array([1.0, 0.0]), 2.0, 2.0) == pytest.approx(1.0)
+    assert exact_directional_lower(relu, np.array([np.inf, 0.5]), np.array([1.0, 0.0]), 2.0, 2.0) is None
+    assert exact_directional_lower(relu, np.array([1.0, 0.5]), np.array([np.nan, 0.0]), 2.0, 2.0) is None
+
+
+@pytest.mark.parametrize("scale, low, high", [(1e300, 1e308, np.finfo(float).max), (1e-300, 0.0, 0.0)])
+def test_norms_beyond_the_float_range_are_bounded_not_overflowed(scale, low, high):
+    # J = scale^2 = 1e600 or 1e-600: about the largest float is a lower bound on the first, 0 on the second.
+    net = lc.Network([lc.Dense(np.array([[scale]]), np.zeros(1)), lc.ReLU(), lc.Dense(np.array([[scale]]))], (1,))
+    assert low <= exact_directional_lower(net, np.ones(1), np.ones(1), 2.0, 2.0) <= high
 
 
 def test_only_dense_piecewise_linear_networks_of_bounded_size_qualify():

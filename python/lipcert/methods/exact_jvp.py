@@ -12,6 +12,7 @@ mlp_L65_W64 (3e5 multiply-adds) takes about 0.4 s.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Optional, Tuple
 
 import numpy as np
@@ -59,14 +60,19 @@ def _norm_bound(ints: np.ndarray, e: int, p: float, upward: bool) -> float:
         num, e = root, e - k
     else:
         num = sum(magnitudes) if p == 1.0 else max(magnitudes, default=0)
-    value = num * (1 << e) if e >= 0 else num / (1 << -e)  # correctly rounded
-    return max(0.0, math.nextafter(float(value), math.inf if upward else -math.inf))
+    try:
+        value = float(num << e) if e >= 0 else num / (1 << -e)  # correctly rounded
+    except OverflowError:
+        return math.inf if upward else sys.float_info.max
+    return max(0.0, math.nextafter(value, math.inf if upward else -math.inf))
 
 
 def exact_directional_lower(net: Network, x: np.ndarray, v: np.ndarray, p: float, q: float) -> Optional[float]:
     """A float below ||J(x) v||_q / ||v||_p, from J(x) v computed exactly; None where a pre-activation
     is exactly at its kink (or a MaxMin pair ties): there the network need not be differentiable.
     Only for networks where exact_jvp_applies."""
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(v))):
+        return None
     z, ez = _dyadic(np.ravel(x))
     t, et = _dyadic(np.ravel(v))
     v_norm = _norm_bound(t, et, p, upward=True)
