@@ -99,10 +99,10 @@ def exact_directional_lower(net: Network, x: np.ndarray, v: np.ndarray, p: float
             ez, et = ez - shift, et - shift
         elif isinstance(layer, MaxMin):
             half = z.size // 2
-            low, high = z[:half], z[half:]
-            if any(a == b for a, b in zip(low, high)):
+            first, second = z[:half], z[half:]
+            if any(a == b for a, b in zip(first, second)):
                 return None
-            swap = np.array([a < b for a, b in zip(low, high)], dtype=bool)
+            swap = np.array([a < b for a, b in zip(first, second)], dtype=bool)  # max goes first
             order = np.arange(z.size)
             order[:half][swap], order[half:][swap] = order[half:][swap], order[:half][swap]
             z, t = z[order], t[order]
