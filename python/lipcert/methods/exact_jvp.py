@@ -45,9 +45,10 @@ def _dyadic(a) -> Tuple[np.ndarray, int]:
 
 
 def _aligned(a: np.ndarray, ea: int, b: np.ndarray, eb: int) -> Tuple[np.ndarray, np.ndarray, int]:
-    """a and b rescaled to the smaller of their exponents."""
-    e = min(ea, eb)
-    return a * (1 << (ea - e)), b * (1 << (eb - e)), e
+    """a and b rescaled to the smaller of their exponents (the one already there is left alone)."""
+    if ea <= eb:
+        return a, b * (1 << (eb - ea)), ea
+    return a * (1 << (ea - eb)), b, eb
 
 
 def _norm_bound(ints: np.ndarray, e: int, p: float, upward: bool) -> float:
